@@ -1,0 +1,53 @@
+"""Azure Functions entry point: wires HTTP triggers, the orchestrator and activities to `shared`.
+
+No business logic lives here; see shared/api.py and shared/orchestration.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared import api, orchestration
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.route(route="ingest", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def ingest(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.start_ingest(req, client)
+
+
+@app.route(route="runs/{id}", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def run_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.run_status(req, client)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return api.health()
+
+
+@app.orchestration_trigger(context_name="context")
+def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    return (yield from orchestration.ingest_orchestrator(context))
+
+
+@app.activity_trigger(input_name="payload")
+def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
+    return orchestration.plan_window(payload)
+
+
+@app.activity_trigger(input_name="payload")
+def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
+    return orchestration.fetch_part(payload)
+
+
+@app.activity_trigger(input_name="payload")
+def finalize(payload: dict[str, Any]) -> dict[str, Any]:
+    return orchestration.finalize(payload)

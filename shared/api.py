@@ -1,0 +1,139 @@
+"""HTTP handlers behind function_app.py, written against the Durable client and plain requests.
+
+Every response is a JSON object (ADF rejects arrays). Errors are mapped to HTTP once, here:
+a BridgeError becomes its status and `to_dict()`; anything else a 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared import __version__
+from shared.contracts import IngestRequest, parse_request
+from shared.errors import BridgeError, NotFoundError, RequestError
+from shared.orchestration import INGEST_ORCHESTRATOR, prepare_ingest
+from shared.runtime import current
+from shared.telemetry import redact
+
+log = logging.getLogger(__name__)
+
+ACTIVE = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+RETRY_AFTER_SECONDS = 10
+
+
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype="application/json", headers=headers or {}
+    )
+
+
+def error_response(exc: Exception) -> func.HttpResponse:
+    """The one place errors become HTTP responses."""
+    if isinstance(exc, BridgeError):
+        headers = {}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
+        body = {
+            key: redact(str(value)) if isinstance(value, str) else value
+            for key, value in exc.to_dict().items()
+        }
+        return json_response(exc.http_status, body, headers)
+    log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+    return json_response(500, {"error": "InternalError", "message": "unexpected error; see the app logs"})
+
+
+def _body(req: func.HttpRequest) -> Any:
+    raw = req.get_body()
+    if not raw:
+        raise RequestError("body", "is empty; send a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError("body", "is not valid JSON") from None
+
+
+def status_url(req: func.HttpRequest, instance_id: str) -> str:
+    parts = urlsplit(req.url)
+    return f"{parts.scheme}://{parts.netloc}/api/runs/{instance_id}"
+
+
+def _accepted(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str, **extra: Any
+) -> func.HttpResponse:
+    url = status_url(req, instance_id)
+    management = client.get_client_response_links(req, instance_id)
+    body = {"id": instance_id, "statusUrl": url, **extra, "management": management}
+    return json_response(202, body, {"Location": url, "Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def get_status(
+    client: df.DurableOrchestrationClient, instance_id: str
+) -> df.DurableOrchestrationStatus | None:
+    """The instance's status, or None when there is no such instance."""
+    try:
+        status = await client.get_status(instance_id)
+    except TypeError:
+        # The host answers 404 with an empty body, which the SDK cannot parse.
+        return None
+    if status is None or status.runtime_status is None:
+        return None
+    return status
+
+
+async def start_ingest(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """POST /api/ingest: validate, attach to a running instance for the window or start one."""
+    try:
+        request = parse_request(IngestRequest, _body(req))
+        instance_id, state = prepare_ingest(request, current())
+        existing = await get_status(client, instance_id)
+        if existing is not None and existing.runtime_status.value in ACTIVE:
+            return _accepted(req, client, instance_id, attached=True)
+        await client.start_new(INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+        log.info("started %s for pipeline run %s", instance_id, state.pipeline_run_id)
+        return _accepted(req, client, instance_id, attached=False)
+    except Exception as exc:
+        return error_response(exc)
+
+
+async def run_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """GET /api/runs/{id}: 202 while running, 200 with the result, a JSON error when it failed."""
+    try:
+        instance_id = req.route_params.get("id", "")
+        status = await get_status(client, instance_id)
+        if status is None:
+            raise NotFoundError(f"no run with id {instance_id!r}")
+        runtime_status = status.runtime_status.value
+        if runtime_status in ACTIVE:
+            return json_response(
+                202,
+                {"id": instance_id, "runtimeStatus": runtime_status, "progress": status.custom_status},
+                {"Location": status_url(req, instance_id), "Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        if runtime_status == "Completed":
+            output = status.output if isinstance(status.output, dict) else {"output": status.output}
+            return json_response(200, {"id": instance_id, "runtimeStatus": runtime_status, **output})
+        return json_response(
+            500,
+            {
+                "id": instance_id,
+                "runtimeStatus": runtime_status,
+                "error": "RunFailed" if runtime_status == "Failed" else "RunTerminated",
+                "message": redact(str(status.output)),
+            },
+        )
+    except Exception as exc:
+        return error_response(exc)
+
+
+def health() -> func.HttpResponse:
+    """GET /api/health: liveness only; no outbound calls, no settings echoed."""
+    return json_response(200, {"status": "ok", "version": __version__})

@@ -1,0 +1,234 @@
+"""The source catalog: which APIs exist, how to reach, page and land them.
+
+A TOML file shipped with the app (path from SOURCE_CATALOG_PATH), validated at start-up.
+A broken catalog fails with the file, the source and the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ConfigError, RequestError
+from shared.settings import Environment
+
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+PIPELINE_NAME = re.compile(r"^[\w .()-]{1,260}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WindowMapping(_Model):
+    """How a time window [from, to) becomes query parameters."""
+
+    from_param: str = "from"
+    to_param: str = "to"
+    format: Literal["iso8601", "epoch_s", "epoch_ms", "date"] = "iso8601"
+    max_span: timedelta = Field(timedelta(days=31), description="Longest window one run may ask for.")
+
+
+class AwsIamAuth(_Model):
+    """IAM authorisation: Entra token -> STS AssumeRoleWithWebIdentity -> SigV4 for execute-api."""
+
+    type: Literal["aws_iam"]
+    role_arn: str = Field(description="Default role assumed for this source.")
+    pipeline_roles: dict[str, str] = Field(
+        default_factory=dict, description="ADF pipeline name -> role ARN, so CloudTrail shows who did what."
+    )
+    require_pipeline_role: bool = Field(False, description="Refuse pipelines without their own role.")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    audience: str = Field(min_length=1, description="Entra application ID URI the AWS OIDC provider trusts.")
+    session_duration_seconds: int = Field(3600, ge=900, le=43200)
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not ROLE_ARN.match(value):
+            raise ValueError("must be an IAM role ARN like arn:aws:iam::123456789012:role/name")
+        return value
+
+    @field_validator("pipeline_roles")
+    @classmethod
+    def _pipeline_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for pipeline, arn in value.items():
+            if not ROLE_ARN.match(arn):
+                raise ValueError(f"role for pipeline {pipeline!r} must be an IAM role ARN")
+        return value
+
+    def role_for(self, pipeline_name: str | None, source: str) -> str:
+        """The role this pipeline runs as; refuses unmapped pipelines when the source requires it."""
+        if pipeline_name and pipeline_name in self.pipeline_roles:
+            return self.pipeline_roles[pipeline_name]
+        if self.require_pipeline_role:
+            raise RequestError(
+                "pipelineName",
+                f"pipeline {pipeline_name!r} has no role mapped for this source and it requires one",
+                source=source,
+            )
+        return self.role_arn
+
+
+class NoAuth(_Model):
+    """A public API (or one protected only by network rules)."""
+
+    type: Literal["none"]
+
+
+Auth = Annotated[AwsIamAuth | NoAuth, Field(discriminator="type")]
+
+
+class Pagination(_Model):
+    """How to find records in a page and the request for the next one."""
+
+    type: Literal["next_token", "none"] = "next_token"
+    records_path: str = Field(
+        "items", description="Dotted path to the record list; empty if the body is one."
+    )
+    token_path: str = Field("next_token", description="Dotted path to the next token in the body.")
+    token_param: str = Field("next_token", description="Query parameter that carries the token back.")
+    page_size_param: str | None = "limit"
+    page_size: int = Field(100, ge=1, le=10_000)
+    max_pages: int = Field(100_000, ge=1, description="Loop guard: a window needing more pages fails.")
+    stop_on_empty_page: bool = Field(True, description="An empty page ends the window even if it has a next.")
+
+
+class RateLimit(_Model):
+    """Client-side token bucket per source and worker process."""
+
+    requests_per_second: float = Field(10.0, gt=0)
+    burst: int = Field(10, ge=1)
+
+
+class RetryPolicy(_Model):
+    """Retries of one request (tenacity) and of one activity (Durable RetryOptions)."""
+
+    max_attempts: int = Field(6, ge=1, le=20)
+    max_elapsed_seconds: float = Field(120.0, gt=0)
+    backoff_initial_seconds: float = Field(0.5, gt=0)
+    backoff_max_seconds: float = Field(20.0, gt=0)
+    retry_on_500: bool = False
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    read_timeout_seconds: float = Field(30.0, gt=0)
+    activity_attempts: int = Field(3, ge=1, le=10)
+    activity_first_retry_seconds: float = Field(5.0, ge=0)
+
+
+class Output(_Model):
+    """Where and how records land."""
+
+    container: str | None = Field(None, description="Overrides LANDING_CONTAINER for this source.")
+    pages_per_part: int = Field(100, ge=1, description="Pages per part; also the checkpoint interval.")
+    max_part_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Uncompressed bytes per part.")
+    parts_per_execution: int = Field(
+        20, ge=1, description="continue_as_new after this many parts keeps durable history small."
+    )
+
+
+class Source(_Model):
+    """One API Gateway resource and everything needed to land a window of it."""
+
+    name: str
+    environment: Environment
+    base_url: str
+    path: str = Field(pattern=r"^/[\w\-./~%]*$")
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, str] = Field(default_factory=dict)
+    window: WindowMapping = Field(default_factory=WindowMapping)
+    auth: Auth
+    pagination: Pagination = Field(default_factory=Pagination)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    output: Output = Field(default_factory=Output)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SOURCE_NAME.match(value):
+            raise ValueError("must be lowercase letters, digits, '-' or '_' (it becomes a blob path)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment; use params")
+        return value.rstrip("/")
+
+    @cached_property
+    def endpoint(self) -> str:
+        """The full URL of the resource, without query."""
+        return self.base_url + self.path
+
+    @cached_property
+    def origin(self) -> tuple[str, str, int]:
+        """(scheme, host, port) that signed requests may be sent to."""
+        parts = urlsplit(self.base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class Catalog(_Model):
+    """All sources, keyed by name."""
+
+    sources: dict[str, Source]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_keys(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("sources"), dict):
+            data = dict(data)
+            data["sources"] = {
+                name: {"name": name, **body} if isinstance(body, dict) else body
+                for name, body in data["sources"].items()
+            }
+        return data
+
+    def get(self, name: str, environment: Environment) -> Source:
+        """The named source, refusing unknown names and sources labelled for another environment."""
+        source = self.sources.get(name)
+        if source is None:
+            known = ", ".join(sorted(self.sources)) or "none"
+            raise RequestError("source", f"unknown source {name!r} (known: {known})")
+        if source.environment != environment:
+            raise RequestError(
+                "source",
+                f"source {name!r} is labelled {source.environment.value!r} "
+                f"but this app runs in {environment.value!r}",
+                source=name,
+            )
+        return source
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Parse and validate the catalog file; errors name the file, source and field."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"source catalog {path} does not exist (set SOURCE_CATALOG_PATH)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"source catalog {path} is not valid TOML: {exc}") from None
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = [str(part) for part in err["loc"]]
+            if len(loc) >= 2 and loc[0] == "sources":
+                where = f"source {loc[1]!r} field {'.'.join(loc[2:]) or '(whole source)'}"
+            else:
+                where = f"field {'.'.join(loc) or '(top level)'}"
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigError(f"source catalog {path} is invalid: " + "; ".join(problems)) from None

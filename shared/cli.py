@@ -1,0 +1,119 @@
+"""Command-line interface: the same orchestrator and activities as the Function App, in-process.
+
+Results go to stdout as JSON; failures are one line on stderr and a non-zero exit code
+(1: the run failed, 2: bad arguments, settings or catalog).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from shared import __version__
+from shared.contracts import IngestRequest
+from shared.errors import BridgeError, ConfigError, RequestError
+from shared.orchestration import INGEST_ORCHESTRATOR, engine, prepare_ingest
+from shared.runtime import current
+from shared.telemetry import configure_logging, redact
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        result: int = args.handler(args)
+        return result
+    except (ConfigError, RequestError) as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except BridgeError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"apigw-adf-bridge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress on stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="land one window of a source")
+    ingest.add_argument("--source", required=True)
+    ingest.add_argument("--from", dest="start", required=True, help="ISO8601 start (inclusive)")
+    ingest.add_argument("--to", dest="end", required=True, help="ISO8601 end (exclusive)")
+    ingest.add_argument("--run-id", help="pipeline run id used for correlation (default: the instance id)")
+    ingest.add_argument("--pipeline-name", help="ADF pipeline name, selects a per-pipeline role")
+    ingest.add_argument("--mode", choices=["skip-if-complete", "replace"], default="skip-if-complete")
+    ingest.add_argument("--dry-run", action="store_true", help="fetch one page and land it under _dryrun/")
+    ingest.set_defaults(handler=_ingest)
+
+    validate = commands.add_parser("validate", help="check the app settings and the source catalog")
+    validate.set_defaults(handler=_validate)
+
+    demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded local stack")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    runtime = current()
+    request = IngestRequest.model_validate(
+        {
+            "source": args.source,
+            "window": {"from": args.start, "to": args.end},
+            "pipelineRunId": args.run_id,
+            "pipelineName": args.pipeline_name,
+            "mode": args.mode,
+            "dryRun": args.dry_run,
+        }
+    )
+    instance_id, state = prepare_ingest(request, runtime)
+    instance = engine(runtime.settings.state_dir).run(INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+    if instance.runtime_status != "Completed":
+        _fail(f"ingest {instance_id} {instance.runtime_status.lower()}: {instance.output}")
+        return EXIT_FAILED
+    _print(instance.output)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    runtime = current()
+    environment = runtime.settings.environment
+    sources = {
+        name: "ok" if source.environment == environment else f"skipped: labelled {source.environment.value}"
+        for name, source in sorted(runtime.catalog.sources.items())
+    }
+    _print(
+        {"environment": environment.value, "catalog": str(runtime.settings.catalog_path), "sources": sources}
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # The demo's stand-ins live outside the app package; run them as their own program.
+    if importlib.util.find_spec("localcloud") is None:
+        _fail("the demo needs the localcloud package from the repository checkout; run `make demo` there")
+        return EXIT_USAGE
+    os.execv(sys.executable, [sys.executable, "-m", "localcloud", "demo"])  # noqa: S606
+
+
+def _print(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def _fail(message: str) -> None:
+    first_line = " ".join(str(message).split())
+    sys.stderr.write(f"error: {redact(first_line)}\n")

@@ -1,0 +1,134 @@
+"""Pydantic models at the edges: what callers send, and what crosses durable history.
+
+Everything here is small and secret-free by construction: these values are persisted in the
+durable task hub's history and returned to ADF.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.errors import RequestError
+
+Mode = Literal["skip-if-complete", "replace"]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class _Edge(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+
+class WindowBody(_Edge):
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+
+
+class IngestRequest(_Edge):
+    """POST /api/ingest body (also built by the CLI)."""
+
+    source: str = Field(min_length=1, max_length=63)
+    window: WindowBody
+    pipeline_run_id: str | None = Field(None, alias="pipelineRunId", max_length=200)
+    pipeline_name: str | None = Field(None, alias="pipelineName", max_length=260)
+    mode: Mode = "skip-if-complete"
+    dry_run: bool = Field(False, alias="dryRun")
+
+    @field_validator("pipeline_run_id", "pipeline_name")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError("must be non-blank printable text")
+        return value
+
+
+def parse_request(model: type[ModelT], body: Any) -> ModelT:
+    """Validate a request body; the first problem becomes a RequestError naming the field."""
+    if not isinstance(body, dict):
+        raise RequestError("body", "must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        reason = err["msg"]
+        if err["type"] == "missing":
+            reason = "is required"
+        elif err["type"] == "extra_forbidden":
+            reason = "is not a known field"
+        elif err["type"] == "literal_error":
+            reason = f"must be one of {err.get('ctx', {}).get('expected', 'the documented values')}"
+        raise RequestError(field, reason) from None
+
+
+class ActivityRetry(_Edge):
+    """Durable RetryOptions for the activities of one run, fixed at start from the catalog."""
+
+    attempts: int = 3
+    first_retry_ms: int = 5000
+
+
+class IngestState(_Edge):
+    """The ingest orchestrator's input, carried across continue_as_new."""
+
+    source: str
+    window: dict[str, str]
+    pipeline_run_id: str
+    pipeline_name: str | None = None
+    mode: Mode = "skip-if-complete"
+    dry_run: bool = False
+    role_arn: str | None = None
+    session_name: str | None = None
+    retry: ActivityRetry = Field(default_factory=ActivityRetry)
+    parts_per_execution: int = 20
+    # Progress, checkpointed in history:
+    planned: bool = False
+    prefix: str | None = None
+    cursor: str | None = None
+    next_part: int = 0
+    pages: int = 0
+    parts: list[dict[str, Any]] = Field(default_factory=list)
+    started_at: str | None = None
+    executions: int = 1
+
+
+class FetchPartInput(_Edge):
+    source: str
+    window: dict[str, str]
+    prefix: str
+    part_index: int
+    cursor: str | None
+    pages_before: int
+    pipeline_run_id: str
+    pipeline_name: str | None
+    instance_id: str
+    role_arn: str | None
+    session_name: str | None
+    max_pages: int | None = None
+
+
+class FetchPartResult(_Edge):
+    part: dict[str, Any] | None
+    next_cursor: str | None
+    done: bool
+    pages: int
+    records: int
+
+
+class PlanInput(_Edge):
+    source: str
+    window: dict[str, str]
+    mode: Mode
+    dry_run: bool
+
+
+class PlanResult(_Edge):
+    prefix: str
+    complete: bool
+    summary: dict[str, Any] | None = None
+
+
+class FinalizeInput(_Edge):
+    state: IngestState
+    instance_id: str

@@ -1,0 +1,147 @@
+"""The error hierarchy: every failure an operator can meet, with what they need to act on it.
+
+Each error renders a one-line message that names the source, page and API request id where
+known. Messages never carry tokens, keys or signatures: they end up in durable history,
+ADF activity output and logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BridgeError(Exception):
+    """Base of every error this app raises on purpose."""
+
+    #: The HTTP status the API answers with when this error ends a request.
+    http_status = 500
+    #: Whether retrying the same operation later can succeed.
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        page: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.page = page
+        self.request_id = request_id
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        context = [
+            f"{name}={value}"
+            for name, value in (("source", self.source), ("page", self.page), ("request_id", self.request_id))
+            if value is not None
+        ]
+        prefix = f"{type(self).__name__}"
+        if context:
+            prefix += f" [{' '.join(context)}]"
+        return f"{prefix}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body the HTTP API returns for this error."""
+        body: dict[str, Any] = {"error": type(self).__name__, "message": self.message}
+        for name in ("source", "page", "request_id"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        return body
+
+
+class ConfigError(BridgeError):
+    """The app settings or the source catalog are invalid; nothing can run until they are fixed."""
+
+
+class RequestError(BridgeError):
+    """A caller sent something we cannot act on; names the field and the reason."""
+
+    http_status = 400
+
+    def __init__(self, field: str, reason: str, *, source: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}", source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body.update(field=self.field, reason=self.reason)
+        return body
+
+
+class NotFoundError(BridgeError):
+    """A run or source the caller named does not exist."""
+
+    http_status = 404
+
+
+class IdentityError(BridgeError):
+    """The Entra token for the AWS audience could not be obtained."""
+
+    http_status = 502
+
+
+class StsError(BridgeError):
+    """AWS STS refused or failed AssumeRoleWithWebIdentity."""
+
+    http_status = 502
+
+    def __init__(self, message: str, *, code: str, role_arn: str, retryable: bool = False, **kw: Any) -> None:
+        self.code = code
+        self.role_arn = role_arn
+        self.retryable = retryable
+        super().__init__(message, **kw)
+
+
+class GatewayError(BridgeError):
+    """API Gateway answered with an error the client does not retry (or retried to exhaustion)."""
+
+    http_status = 502
+    #: Seconds the server asked us to wait (Retry-After), when it did.
+    retry_after: float | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        retryable: bool = False,
+        **kw: Any,
+    ) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.retryable = retryable
+        super().__init__(message, **kw)
+
+
+class PageFormatError(GatewayError):
+    """A page arrived but is not what the catalog says it should be (bad JSON, wrong shape, too big)."""
+
+
+class UnsafeUrlError(GatewayError):
+    """A pagination link pointed away from the source's own scheme, host and port."""
+
+
+class PaginationError(GatewayError):
+    """Pagination would not terminate: a repeated cursor or the page cap was hit."""
+
+
+class LandingError(BridgeError):
+    """Blob Storage refused or failed a write, or the landed window does not match its manifest."""
+
+    http_status = 502
+
+
+class ConflictError(BridgeError):
+    """Another run is already landing this window, or the source is at its concurrency cap."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)

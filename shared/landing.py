@@ -1,0 +1,223 @@
+"""Landing in Blob Storage: gzip JSONL parts, then `_manifest.json`, then `_SUCCESS`, last.
+
+Layout: <container>/<env>/<source>/<from>_<to>/part-00000.jsonl.gz. Part names come from the
+part index alone, so a retried activity overwrites its own part. Parts stream into staged
+blocks and are committed once, so memory is bounded by the block size, not the window, and
+a part is either wholly there or absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
+
+from shared.errors import LandingError
+
+MANIFEST = "_manifest.json"
+SUCCESS = "_SUCCESS"
+BLOCK_SIZE = 4 * 1024 * 1024
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """What the manifest records about one committed part."""
+
+    name: str
+    records: int
+    bytes: int
+    uncompressed_bytes: int
+    sha256: str
+    first_request_id: str | None
+    last_request_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.jsonl.gz"
+
+
+class PartWriter:
+    """Streams records into one gzip JSONL part as staged blocks; `commit` makes it visible."""
+
+    def __init__(self, container: ContainerClient, blob_path: str, metadata: dict[str, str]) -> None:
+        self._blob = container.get_blob_client(blob_path)
+        self._metadata = metadata
+        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip container
+        self._buffer = bytearray()
+        self._blocks: list[BlobBlock] = []
+        self._sha = hashlib.sha256()
+        self.records = 0
+        self.uncompressed = 0
+        self.compressed = 0
+        self.first_request_id: str | None = None
+        self.last_request_id: str | None = None
+
+    def write(self, records: list[Any], request_id: str | None) -> None:
+        """Append a page's records."""
+        if not records:
+            return
+        data = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
+        raw = data.encode("utf-8")
+        self.records += len(records)
+        self.uncompressed += len(raw)
+        self._buffer += self._compressor.compress(raw)
+        if self.first_request_id is None:
+            self.first_request_id = request_id
+        self.last_request_id = request_id
+        if len(self._buffer) >= BLOCK_SIZE:
+            self._stage(bytes(self._buffer))
+            self._buffer.clear()
+
+    def commit(self) -> PartInfo:
+        """Flush, stage the last block and commit the block list in one call."""
+        self._buffer += self._compressor.flush()
+        if self._buffer:
+            self._stage(bytes(self._buffer))
+            self._buffer.clear()
+        try:
+            self._blob.commit_block_list(
+                self._blocks,
+                content_settings=ContentSettings(content_type="application/gzip"),
+                metadata=self._metadata,
+            )
+        except AzureError as exc:
+            raise LandingError(f"could not commit {self._blob.blob_name}: {_reason(exc)}") from None
+        return PartInfo(
+            name=self._blob.blob_name.rsplit("/", 1)[-1],
+            records=self.records,
+            bytes=self.compressed,
+            uncompressed_bytes=self.uncompressed,
+            sha256=self._sha.hexdigest(),
+            first_request_id=self.first_request_id,
+            last_request_id=self.last_request_id,
+        )
+
+    def _stage(self, data: bytes) -> None:
+        block_id = base64.b64encode(f"{len(self._blocks):08d}".encode()).decode()
+        try:
+            self._blob.stage_block(block_id, data)
+        except AzureError as exc:
+            raise LandingError(f"could not stage a block of {self._blob.blob_name}: {_reason(exc)}") from None
+        self._blocks.append(BlobBlock(block_id=block_id))
+        self._sha.update(data)
+        self.compressed += len(data)
+
+
+class Landing:
+    """One container's view of landed windows."""
+
+    def __init__(self, service: BlobServiceClient, container: str, *, create_container: bool = False) -> None:
+        self._container = service.get_container_client(container)
+        self._create = create_container
+        self._checked = False
+
+    @property
+    def container_name(self) -> str:
+        return str(self._container.container_name)
+
+    def ensure_container(self) -> None:
+        """Fail clearly (or create it, when allowed) if the landing container is missing."""
+        if self._checked:
+            return
+        try:
+            exists = self._container.exists()
+            if not exists:
+                if not self._create:
+                    raise LandingError(
+                        f"landing container {self.container_name!r} does not exist; create it or set "
+                        "LANDING_CREATE_CONTAINER=true"
+                    )
+                with contextlib.suppress(ResourceExistsError):  # another worker won the race
+                    self._container.create_container()
+        except AzureError as exc:
+            raise LandingError(
+                f"cannot reach landing container {self.container_name!r}: {_reason(exc)}"
+            ) from None
+        self._checked = True
+
+    def part_writer(self, prefix: str, index: int, metadata: dict[str, str]) -> PartWriter:
+        self.ensure_container()
+        return PartWriter(self._container, f"{prefix}/{part_name(index)}", metadata)
+
+    def write_json(self, path: str, document: dict[str, Any]) -> None:
+        self._upload(path, json.dumps(document, indent=2, sort_keys=True).encode(), "application/json")
+
+    def write_success(self, prefix: str, document: dict[str, Any]) -> None:
+        """The success marker; written after the manifest, it is what downstream steps wait for."""
+        self._upload(f"{prefix}/{SUCCESS}", json.dumps(document, sort_keys=True).encode(), "application/json")
+
+    def read_json(self, path: str) -> dict[str, Any] | None:
+        try:
+            data = self._container.get_blob_client(path).download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise LandingError(f"could not read {path}: {_reason(exc)}") from None
+        document = json.loads(data)
+        return document if isinstance(document, dict) else None
+
+    def exists(self, path: str) -> bool:
+        try:
+            return bool(self._container.get_blob_client(path).exists())
+        except AzureError as exc:
+            raise LandingError(f"could not check {path}: {_reason(exc)}") from None
+
+    def list_names(self, prefix: str) -> list[str]:
+        try:
+            return [
+                blob.name for blob in self._container.list_blobs(name_starts_with=prefix.rstrip("/") + "/")
+            ]
+        except AzureError as exc:
+            raise LandingError(f"could not list {prefix}: {_reason(exc)}") from None
+
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            return bytes(self._container.get_blob_client(path).download_blob().readall())
+        except AzureError as exc:
+            raise LandingError(f"could not read {path}: {_reason(exc)}") from None
+
+    def delete(self, path: str) -> None:
+        try:
+            self._container.get_blob_client(path).delete_blob()
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise LandingError(f"could not delete {path}: {_reason(exc)}") from None
+
+    def _upload(self, path: str, data: bytes, content_type: str) -> None:
+        self.ensure_container()
+        try:
+            self._container.get_blob_client(path).upload_blob(
+                data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+            )
+        except AzureError as exc:
+            raise LandingError(f"could not write {path}: {_reason(exc)}") from None
+
+
+def blob_service(connection_string: str | None, account_url: str | None) -> BlobServiceClient:
+    """A Blob client from a connection string (local) or account URL + managed identity (Azure)."""
+    # Short, bounded retries: a storage outage should fail an activity for Durable to retry,
+    # not hang it for the SDK's default of minutes.
+    options: dict[str, Any] = {"retry_total": 3, "connection_timeout": 10, "read_timeout": 60}
+    if connection_string:
+        return BlobServiceClient.from_connection_string(connection_string, **options)
+    from shared.credentials import entra_credential
+
+    return BlobServiceClient(account_url or "", credential=entra_credential(), **options)
+
+
+def _reason(exc: AzureError) -> str:
+    code = getattr(exc, "error_code", None)
+    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    return f"{code + ': ' if code else ''}{text[0] if text else type(exc).__name__}"

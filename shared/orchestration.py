@@ -1,0 +1,341 @@
+"""The ingest orchestrator and its activities, as plain Python.
+
+`function_app.py` wires these to Durable Functions triggers; the CLI and the tests drive the
+very same functions through azure-functions-durable's replay engine (see `shared.runner`).
+The orchestrator is deterministic: no I/O, no clock but `context.current_utc_datetime`, no
+randomness. All work happens in activities, whose inputs and outputs are small and secret-free.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared import __version__
+from shared.contracts import (
+    ActivityRetry,
+    FetchPartInput,
+    FetchPartResult,
+    FinalizeInput,
+    IngestRequest,
+    IngestState,
+    PlanInput,
+    PlanResult,
+)
+from shared.credentials import session_name_for
+from shared.errors import PaginationError
+from shared.gateway import RunContext
+from shared.landing import MANIFEST, SUCCESS
+from shared.runner import Engine, JournalStore
+from shared.runtime import Runtime, current
+from shared.window import Window, isoformat
+
+log = logging.getLogger(__name__)
+
+INGEST_ORCHESTRATOR = "ingest_orchestrator"
+PLAN_WINDOW = "plan_window"
+FETCH_PART = "fetch_part"
+FINALIZE = "finalize"
+
+
+# --- starting a run ---------------------------------------------------------------------------
+
+
+def instance_id_for(environment: str, source: str, window: Window, *, dry_run: bool = False) -> str:
+    """Deterministic: two triggers for the same window attach to the same run."""
+    return f"{'dryrun-' if dry_run else ''}{environment}-{source}-{window.folder}"
+
+
+def prepare_ingest(request: IngestRequest, runtime: Runtime) -> tuple[str, IngestState]:
+    """Validate a request against the catalog and build the orchestrator's input and instance id."""
+    source = runtime.source(request.source)
+    window = Window.parse(request.window.start, request.window.end)
+    window.check_span(source.window, source.name)
+    environment = runtime.settings.environment.value
+    instance_id = instance_id_for(environment, source.name, window, dry_run=request.dry_run)
+    session = runtime.role_session(source, None, None)
+    role_arn = None
+    session_name = None
+    if session is not None:
+        role_arn = source.auth.role_for(request.pipeline_name, source.name)  # type: ignore[union-attr]
+        session_name = session_name_for(request.pipeline_run_id, instance_id)
+    state = IngestState(
+        source=source.name,
+        window=window.to_json(),
+        pipeline_run_id=request.pipeline_run_id or instance_id,
+        pipeline_name=request.pipeline_name,
+        mode=request.mode,
+        dry_run=request.dry_run,
+        role_arn=role_arn,
+        session_name=session_name,
+        retry=ActivityRetry(
+            attempts=source.retry.activity_attempts,
+            first_retry_ms=int(source.retry.activity_first_retry_seconds * 1000),
+        ),
+        parts_per_execution=source.output.parts_per_execution,
+    )
+    return instance_id, state
+
+
+# --- the orchestrator -------------------------------------------------------------------------
+
+
+def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Fetch a window part by part, checkpointing the cursor in history, then finalize it."""
+    state = IngestState.model_validate(context.get_input())
+    retry = df.RetryOptions(
+        first_retry_interval_in_milliseconds=max(1, state.retry.first_retry_ms),
+        max_number_of_attempts=state.retry.attempts,
+    )
+    if not state.planned:
+        plan = PlanResult.model_validate(
+            (
+                yield context.call_activity_with_retry(
+                    PLAN_WINDOW,
+                    retry,
+                    PlanInput(
+                        source=state.source, window=state.window, mode=state.mode, dry_run=state.dry_run
+                    ).model_dump(),
+                )
+            )
+        )
+        if plan.complete and plan.summary is not None:
+            return plan.summary
+        state.planned = True
+        state.prefix = plan.prefix
+        state.started_at = isoformat(context.current_utc_datetime)
+
+    parts_this_execution = 0
+    while True:
+        _report(context, state)
+        result = FetchPartResult.model_validate(
+            (
+                yield context.call_activity_with_retry(
+                    FETCH_PART,
+                    retry,
+                    FetchPartInput(
+                        source=state.source,
+                        window=state.window,
+                        prefix=state.prefix or "",
+                        part_index=state.next_part,
+                        cursor=state.cursor,
+                        pages_before=state.pages,
+                        pipeline_run_id=state.pipeline_run_id,
+                        pipeline_name=state.pipeline_name,
+                        instance_id=context.instance_id,
+                        role_arn=state.role_arn,
+                        session_name=state.session_name,
+                        max_pages=1 if state.dry_run else None,
+                    ).model_dump(),
+                )
+            )
+        )
+        state.pages += result.pages
+        state.cursor = result.next_cursor
+        if result.part is not None:
+            state.parts.append(result.part)
+            state.next_part += 1
+            parts_this_execution += 1
+        if result.done or state.dry_run:
+            break
+        if parts_this_execution >= state.parts_per_execution:
+            state.executions += 1
+            context.continue_as_new(state.model_dump())
+            return {}
+
+    _report(context, state)
+    summary = yield context.call_activity_with_retry(
+        FINALIZE, retry, FinalizeInput(state=state, instance_id=context.instance_id).model_dump()
+    )
+    return dict(summary)
+
+
+def _report(context: df.DurableOrchestrationContext, state: IngestState) -> None:
+    context.set_custom_status(
+        {
+            "parts": len(state.parts),
+            "records": sum(int(p["records"]) for p in state.parts),
+            "pages": state.pages,
+            "executions": state.executions,
+        }
+    )
+
+
+# --- activities -------------------------------------------------------------------------------
+
+
+def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
+    """Decide where the window lands; in skip-if-complete mode return the existing result if landed."""
+    plan = PlanInput.model_validate(payload)
+    runtime = current()
+    source = runtime.source(plan.source)
+    window = Window.from_json(plan.window)
+    prefix = window_prefix(runtime, source.name, window, dry_run=plan.dry_run)
+    landing = runtime.landing_for(source)
+    landing.ensure_container()
+    if plan.mode == "skip-if-complete" and not plan.dry_run and landing.exists(f"{prefix}/{SUCCESS}"):
+        manifest = landing.read_json(f"{prefix}/{MANIFEST}")
+        if manifest is not None:
+            log.info("window %s already landed; skipping", prefix)
+            return PlanResult(
+                prefix=prefix, complete=True, summary=summarize(manifest, skipped=True)
+            ).model_dump()
+    if plan.mode == "replace" or plan.dry_run:
+        # The old marker goes first, so no reader pairs it with parts being rewritten.
+        landing.delete(f"{prefix}/{SUCCESS}")
+    return PlanResult(prefix=prefix, complete=False).model_dump()
+
+
+def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
+    """Fetch up to a part's worth of pages from the cursor and land them as one part."""
+    job = FetchPartInput.model_validate(payload)
+    runtime = current()
+    source = runtime.source(job.source)
+    window = Window.from_json(job.window)
+    run = RunContext(job.pipeline_run_id, job.instance_id, job.pipeline_name)
+    session = runtime.role_session(source, job.role_arn, job.session_name)
+    client = runtime.gateway_client(source, window, run, session)
+    writer = runtime.landing_for(source).part_writer(
+        job.prefix,
+        job.part_index,
+        {
+            "source": source.name,
+            "window_from": job.window["from"],
+            "window_to": job.window["to"],
+            "pipeline_run_id": job.pipeline_run_id,
+            "instance_id": job.instance_id,
+        },
+    )
+    max_pages = job.max_pages or source.output.pages_per_part
+    cursor, seen = job.cursor, {job.cursor}
+    number, pages, done = job.pages_before, 0, False
+    while pages < max_pages and writer.uncompressed < source.output.max_part_bytes:
+        number += 1
+        if number > source.pagination.max_pages:
+            raise PaginationError(
+                f"window needs more than {source.pagination.max_pages} pages (pagination.max_pages); "
+                "a looping API or a window that should be split",
+                source=source.name,
+                page=number,
+            )
+        page = client.fetch(cursor, number)
+        writer.write(page.records, page.request_id)
+        pages += 1
+        if page.next_cursor is None or (not page.records and source.pagination.stop_on_empty_page):
+            done = True
+            break
+        if page.next_cursor in seen:
+            raise PaginationError(
+                "the API returned a next cursor it already returned; refusing to loop",
+                source=source.name,
+                page=number,
+                request_id=page.request_id,
+            )
+        seen.add(page.next_cursor)
+        cursor = page.next_cursor
+    part = writer.commit().to_json() if writer.records else None
+    return FetchPartResult(
+        part=part, next_cursor=None if done else cursor, done=done, pages=pages, records=writer.records
+    ).model_dump()
+
+
+def finalize(payload: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest, remove parts no attempt of this run committed, then write `_SUCCESS`."""
+    job = FinalizeInput.model_validate(payload)
+    state = job.state
+    runtime = current()
+    source = runtime.source(state.source)
+    landing = runtime.landing_for(source)
+    prefix = state.prefix or ""
+    listed = {part["name"] for part in state.parts}
+    for name in landing.list_names(prefix):
+        leaf = name.rsplit("/", 1)[-1]
+        if leaf.startswith("part-") and leaf not in listed:
+            log.info("removing stray part %s left by an earlier attempt", name)
+            landing.delete(name)
+    totals = {
+        "parts": len(state.parts),
+        "records": sum(int(p["records"]) for p in state.parts),
+        "bytes": sum(int(p["bytes"]) for p in state.parts),
+        "pages": state.pages,
+    }
+    manifest: dict[str, Any] = {
+        "source": source.name,
+        "environment": runtime.settings.environment.value,
+        "window": state.window,
+        "mode": state.mode,
+        "dryRun": state.dry_run,
+        "pipelineName": state.pipeline_name,
+        "pipelineRunId": state.pipeline_run_id,
+        "instanceId": job.instance_id,
+        "roleArn": state.role_arn,
+        "sessionName": state.session_name,
+        "container": landing.container_name,
+        "prefix": prefix,
+        "parts": state.parts,
+        "totals": totals,
+        "startedAt": state.started_at,
+        "finishedAt": isoformat(datetime.now(UTC)),
+        "appVersion": __version__,
+    }
+    landing.write_json(f"{prefix}/{MANIFEST}", manifest)
+    landing.write_success(prefix, {"manifest": MANIFEST, "records": totals["records"]})
+    return summarize(manifest, skipped=False)
+
+
+def window_prefix(runtime: Runtime, source: str, window: Window, *, dry_run: bool = False) -> str:
+    """<env>/<source>/<from>_<to>, under _dryrun/ for dry runs."""
+    path = f"{runtime.settings.environment.value}/{source}/{window.folder}"
+    return f"_dryrun/{path}" if dry_run else path
+
+
+def summarize(manifest: dict[str, Any], *, skipped: bool) -> dict[str, Any]:
+    """The run result ADF sees: where the data is, how much, and how to trace it."""
+    prefix = manifest["prefix"]
+    parts = manifest.get("parts", [])
+    return {
+        "status": "skipped-already-landed" if skipped else "landed",
+        "source": manifest["source"],
+        "window": manifest["window"],
+        "container": manifest["container"],
+        "prefix": prefix,
+        "manifest": f"{prefix}/{MANIFEST}",
+        "success": f"{prefix}/{SUCCESS}",
+        "parts": [f"{prefix}/{p['name']}" for p in parts],
+        "records": manifest["totals"]["records"],
+        "bytes": manifest["totals"]["bytes"],
+        "pages": manifest["totals"]["pages"],
+        "instanceId": manifest["instanceId"],
+        "pipelineRunId": manifest["pipelineRunId"],
+        "firstRequestId": parts[0]["first_request_id"] if parts else None,
+        "lastRequestId": parts[-1]["last_request_id"] if parts else None,
+    }
+
+
+def engine(state_dir: Path | None) -> Engine:
+    """The in-process Durable backend with this app's orchestrators and activities registered."""
+    return Engine(
+        {INGEST_ORCHESTRATOR: ingest_orchestrator},
+        {PLAN_WINDOW: plan_window, FETCH_PART: fetch_part, FINALIZE: finalize},
+        JournalStore(state_dir),
+    )
+
+
+__all__ = [
+    "FETCH_PART",
+    "FINALIZE",
+    "INGEST_ORCHESTRATOR",
+    "PLAN_WINDOW",
+    "engine",
+    "fetch_part",
+    "finalize",
+    "ingest_orchestrator",
+    "instance_id_for",
+    "plan_window",
+    "prepare_ingest",
+]

@@ -1,0 +1,110 @@
+"""Process-wide wiring: settings, catalog, credential cache, pooled HTTP client, landing clients.
+
+Built once per worker process on first use and shared by every activity it runs, so STS calls,
+TCP connections and rate-limit buckets are shared too.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import httpx
+
+from shared.catalog import AwsIamAuth, Catalog, Source, load_catalog
+from shared.credentials import CredentialProvider, RoleSession
+from shared.gateway import GatewayClient, RunContext
+from shared.landing import Landing, blob_service
+from shared.pagination import paginator_for
+from shared.ratelimit import bucket_for
+from shared.settings import Settings
+from shared.signing import SigV4Auth
+from shared.window import Window
+
+
+@dataclass
+class Runtime:
+    """Everything an activity needs, built from settings."""
+
+    settings: Settings
+    catalog: Catalog
+    credentials: CredentialProvider = field(default_factory=CredentialProvider)
+    http: httpx.Client = field(
+        default_factory=lambda: httpx.Client(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            follow_redirects=False,
+        )
+    )
+    _landings: dict[str, Landing] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Runtime:
+        settings = Settings.from_env()
+        return cls(settings=settings, catalog=load_catalog(settings.catalog_path))
+
+    def source(self, name: str) -> Source:
+        return self.catalog.get(name, self.settings.environment)
+
+    def landing_for(self, source: Source) -> Landing:
+        container = source.output.container or self.settings.landing_container
+        landing = self._landings.get(container)
+        if landing is None:
+            service = blob_service(self.settings.landing_connection_string, self.settings.landing_account_url)
+            landing = Landing(service, container, create_container=self.settings.landing_create_container)
+            self._landings[container] = landing
+        return landing
+
+    def role_session(
+        self, source: Source, role_arn: str | None, session_name: str | None
+    ) -> RoleSession | None:
+        if not isinstance(source.auth, AwsIamAuth):
+            return None
+        return RoleSession(
+            role_arn=role_arn or source.auth.role_arn,
+            session_name=session_name or "apigw-adf-bridge",
+            audience=source.auth.audience,
+            region=source.auth.region,
+            duration_seconds=source.auth.session_duration_seconds,
+        )
+
+    def gateway_client(
+        self, source: Source, window: Window, run: RunContext, session: RoleSession | None
+    ) -> GatewayClient:
+        auth = None
+        if session is not None:
+            auth = SigV4Auth(self.credentials.credentials(session), session.region)
+        return GatewayClient(
+            source,
+            paginator_for(source),
+            self.http,
+            auth=auth,
+            limiter=bucket_for(source.name, source.rate_limit),
+            run=run,
+            window_params=window.query_params(source.window),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def current() -> Runtime:
+    """The worker's runtime, built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Runtime.from_env()
+        return _current
+
+
+def reset() -> None:
+    """Drop the runtime so the next use re-reads settings (after the environment changed)."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.close()
+        _current = None

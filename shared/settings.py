@@ -1,0 +1,95 @@
+"""App settings, read once from environment variables (Function App application settings).
+
+Names are the ones documented in README.md and local.settings.example.json. Settings read by
+our dependencies themselves (IDENTITY_ENDPOINT/IDENTITY_HEADER and AZURE_CLIENT_ID by
+azure-identity, AWS_ENDPOINT_URL_STS and AWS_REGION by botocore) are listed there too but not
+parsed here: passing them through untouched is what keeps local and cloud on one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.errors import ConfigError
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Environment(StrEnum):
+    """Deployment environment; prefixes landing paths and gates which sources may run."""
+
+    dev = "dev"
+    stage = "stage"
+    prod = "prod"
+
+
+class Settings(BaseModel):
+    """Every setting the app reads itself."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    environment: Environment = Field(
+        Environment.dev, alias="APP_ENVIRONMENT", description="dev, stage or prod."
+    )
+    catalog_path: Path = Field(
+        APP_ROOT / "catalog.toml",
+        alias="SOURCE_CATALOG_PATH",
+        description="Path of the source catalog (TOML); relative paths are taken from the app root.",
+    )
+    landing_connection_string: str | None = Field(
+        None,
+        alias="LANDING_CONNECTION_STRING",
+        description="Blob Storage connection string; for local runs against Azurite only.",
+    )
+    landing_account_url: str | None = Field(
+        None,
+        alias="LANDING_ACCOUNT_URL",
+        description="Blob Storage account URL, used with the managed identity in Azure.",
+    )
+    landing_container: str = Field(
+        "landing", alias="LANDING_CONTAINER", description="Container that receives landed windows."
+    )
+    landing_create_container: bool = Field(
+        False,
+        alias="LANDING_CREATE_CONTAINER",
+        description="Create the landing container when it is missing instead of failing.",
+    )
+    state_dir: Path = Field(
+        APP_ROOT / ".state",
+        alias="RUN_STATE_DIR",
+        description="Where the CLI keeps orchestration journals so a killed run resumes.",
+    )
+
+    @model_validator(mode="after")
+    def _one_storage_target(self) -> Self:
+        if not (self.landing_connection_string or self.landing_account_url):
+            raise ValueError("set LANDING_CONNECTION_STRING (local) or LANDING_ACCOUNT_URL (Azure)")
+        return self
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings; a bad value raises ConfigError naming the variable."""
+        source = dict(os.environ if env is None else env)
+        try:
+            settings = cls.model_validate(source)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{_alias(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+            )
+            raise ConfigError(f"invalid app settings: {problems}") from None
+        if not settings.catalog_path.is_absolute():
+            settings = settings.model_copy(update={"catalog_path": APP_ROOT / settings.catalog_path})
+        return settings
+
+
+def _alias(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "settings"
+    field = Settings.model_fields.get(str(loc[0]))
+    return (field.alias if field and field.alias else str(loc[0])) or "settings"

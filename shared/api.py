@@ -89,15 +89,26 @@ async def get_status(
     return status
 
 
+async def _is_active(client: df.DurableOrchestrationClient, instance_id: str) -> bool:
+    status = await get_status(client, instance_id)
+    return status is not None and status.runtime_status.value in ACTIVE
+
+
 async def start_ingest(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """POST /api/ingest: validate, attach to a running instance for the window or start one."""
     try:
         request = parse_request(IngestRequest, _body(req))
         instance_id, state = prepare_ingest(request, current())
-        existing = await get_status(client, instance_id)
-        if existing is not None and existing.runtime_status.value in ACTIVE:
+        if await _is_active(client, instance_id):
             return _accepted(req, client, instance_id, attached=True)
-        await client.start_new(INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+        try:
+            await client.start_new(INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+        except Exception:
+            # A concurrent trigger won the race: the host refuses to replace a running
+            # instance (overridableExistingInstanceStates), so attach to it instead.
+            if await _is_active(client, instance_id):
+                return _accepted(req, client, instance_id, attached=True)
+            raise
         log.info("started %s for pipeline run %s", instance_id, state.pipeline_run_id)
         return _accepted(req, client, instance_id, attached=False)
     except Exception as exc:

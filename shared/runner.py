@@ -183,16 +183,29 @@ class Engine:
         with self._lock:
             self._terminate.add(instance_id)
 
+    def start(
+        self, name: str, instance_id: str, input_: Any, *, parent_instance_id: str | None = None
+    ) -> tuple[Instance, bool]:
+        """Register the instance as Pending (or keep it, if it is already active) without running it.
+
+        Like start_new on an ended instance: same id, fresh history. An instance that is still
+        active (Pending, or Running in the journal of a run that was cut short) is kept, so
+        `run` resumes it. Returns the instance and whether it was (re)created.
+        """
+        with self._lock:
+            instance = self.store.load(instance_id)
+            if instance is not None and instance.runtime_status not in TERMINAL:
+                return instance, False
+            instance = Instance(instance_id, name, input_, parent_instance_id)
+            instance.history = _new_execution(name, input_)
+            self.store.save(instance)
+            return instance, True
+
     def run(
         self, name: str, instance_id: str, input_: Any, *, parent_instance_id: str | None = None
     ) -> Instance:
         """Start or resume the instance and drive it to a terminal status."""
-        instance = self.store.load(instance_id)
-        if instance is None or instance.runtime_status in TERMINAL:
-            # Like start_new on an ended instance: same id, fresh history. A run that was cut
-            # short (status Running in the journal) is resumed instead.
-            instance = Instance(instance_id, name, input_, parent_instance_id)
-            instance.history = _new_execution(name, input_)
+        instance, _ = self.start(name, instance_id, input_, parent_instance_id=parent_instance_id)
         with self._lock:
             self._terminate.discard(instance_id)
         instance.runtime_status = "Running"
@@ -254,7 +267,9 @@ class Engine:
             "instanceId": instance.instance_id,
             "isReplaying": False,
             "parentInstanceId": instance.parent_instance_id,
-            "upperSchemaVersion": 0,
+            # Schema V3, as current extension bundles send: each action is listed once, in
+            # scheduling order, with when_any/when_all as compound actions around new children.
+            "upperSchemaVersion": 2,
         }
         try:
             state: dict[str, Any] = json.loads(self._handles[instance.name](json.dumps(context)))
@@ -424,7 +439,12 @@ def _next_id(instance: Instance) -> int:
 def _flat(actions: list[Any]) -> list[dict[str, Any]]:
     flat: list[dict[str, Any]] = []
     for item in actions:
-        flat.extend(_flat(item) if isinstance(item, list) else [item])
+        if isinstance(item, list):
+            flat.extend(_flat(item))
+        elif "compoundActions" in item:
+            flat.extend(_flat(item["compoundActions"]))
+        else:
+            flat.append(item)
     return flat
 
 

@@ -1,0 +1,120 @@
+"""Azurite (the Azure Storage emulator from npm) as a child process on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Azurite's documented, public development account; it guards nothing.
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+_STARTUP_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def azurite_binary() -> Path:
+    """The azurite-blob launcher installed by `npm ci` (see package.json)."""
+    binary = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        raise RuntimeError(f"{binary} is missing: run `npm ci` in {REPO_ROOT} (make test/demo do)")
+    return binary
+
+
+class Azurite:
+    """Start, stop and restart a blob-only Azurite whose data survives restarts in `location`."""
+
+    def __init__(self, location: Path | None = None) -> None:
+        self._own_location = location is None
+        self.location = location or Path(tempfile.mkdtemp(prefix="azurite-"))
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
+        )
+
+    def start(self) -> Self:
+        if self._process is not None:
+            return self
+        log = open(self.location / "azurite.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self._process = subprocess.Popen(
+            [
+                str(azurite_binary()),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.location),
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "NODE_NO_WARNINGS": "1"},
+        )
+        log.close()
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + _STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"azurite exited with {self._process.returncode}; see {self.location / 'azurite.log'}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)  # polling a port that is not bound yet; there is nothing to wait on
+        self.stop()
+        raise RuntimeError(f"azurite did not listen on port {self.port} within {_STARTUP_SECONDS:.0f}s")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        # Azurite shuts down cleanly (flushing its metadata store) on SIGINT, not SIGTERM; it
+        # then waits for clients' idle keep-alive connections, which we do not wait out.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def close(self) -> None:
+        """Stop and remove the data directory if this object created it."""
+        self.stop()
+        if self._own_location:
+            shutil.rmtree(self.location, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

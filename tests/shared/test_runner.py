@@ -1,0 +1,168 @@
+"""The in-process backend drives orchestrators through azure-functions-durable's own replay engine."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+import pytest
+
+from shared.runner import TASK_SCHEDULED, Engine, JournalStore
+
+
+def counting_loop(ctx: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    state = ctx.get_input()
+    n = state["n"]
+    while n < state["stop"]:
+        n = yield ctx.call_activity("inc", n)
+        if n % 3 == 0 and n < state["stop"]:
+            ctx.continue_as_new({"n": n, "stop": state["stop"]})
+            return None
+    return {"n": n}
+
+
+def test_activity_loop_with_continue_as_new_reaches_the_right_output() -> None:
+    calls: list[int] = []
+
+    def inc(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    engine = Engine({"loop": counting_loop}, {"inc": inc}, JournalStore(None))
+    instance = engine.run("loop", "i1", {"n": 0, "stop": 7})
+    assert instance.runtime_status == "Completed"
+    assert instance.output == {"n": 7}
+    # Each activity ran exactly once despite every episode replaying the history.
+    assert calls == [0, 1, 2, 3, 4, 5, 6]
+    # continue_as_new after 3 and 6: three executions, the last one's history is short.
+    assert instance.executions == 3
+    assert sum(1 for e in instance.history if e["EventType"] == TASK_SCHEDULED) == 1
+
+
+def retrying(ctx: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    result = yield ctx.call_activity_with_retry("flaky", df.RetryOptions(1, 3), "x")
+    return result
+
+
+def test_retry_options_retry_a_failing_activity_then_succeed() -> None:
+    attempts: list[str] = []
+
+    def flaky(arg: str) -> str:
+        attempts.append(arg)
+        if len(attempts) < 3:
+            raise ConnectionError("transient")
+        return "ok"
+
+    instance = Engine({"o": retrying}, {"flaky": flaky}, JournalStore(None)).run("o", "r1", None)
+    assert (instance.runtime_status, instance.output) == ("Completed", "ok")
+    assert attempts == ["x", "x", "x"]
+
+
+def test_exhausted_retries_fail_the_instance_with_the_activity_reason() -> None:
+    def broken(arg: str) -> str:
+        raise ValueError("the page was malformed")
+
+    instance = Engine({"o": retrying}, {"flaky": broken}, JournalStore(None)).run("o", "r2", None)
+    assert instance.runtime_status == "Failed"
+    assert "the page was malformed" in instance.output
+
+
+def fan_out(ctx: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    """Keep at most `limit` children in flight, like a bounded backfill."""
+    items, limit = ctx.get_input()["items"], ctx.get_input()["limit"]
+    pending: list[Any] = []
+    results = []
+    for item in items:
+        if len(pending) >= limit:
+            finished = yield ctx.task_any(pending)
+            pending.remove(finished)
+            results.append(finished.result)
+        pending.append(ctx.call_sub_orchestrator("child", item, f"child-{item}"))
+    remaining = yield ctx.task_all(pending)
+    return sorted(results + remaining)
+
+
+def child(ctx: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    value = yield ctx.call_activity("work", ctx.get_input())
+    return value
+
+
+def test_bounded_fan_out_of_sub_orchestrations_never_exceeds_its_limit() -> None:
+    lock = threading.Lock()
+    in_flight, peak = 0, 0
+    gate = threading.Barrier(2, timeout=5)
+
+    def work(item: int) -> int:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        if item < 2:
+            gate.wait()  # the first two run together, proving the fan-out is concurrent
+        with lock:
+            in_flight -= 1
+        return item * 10
+
+    engine = Engine({"fan": fan_out, "child": child}, {"work": work}, JournalStore(None))
+    instance = engine.run("fan", "f1", {"items": list(range(8)), "limit": 2})
+    assert instance.runtime_status == "Completed"
+    assert instance.output == [i * 10 for i in range(8)]
+    assert peak == 2
+
+
+def test_a_killed_run_resumes_from_its_journal_without_redoing_completed_work(tmp_path: Path) -> None:
+    done: list[int] = []
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL: nothing after it in the process runs."""
+
+    def inc_then_die(x: int) -> int:
+        if x == 4:
+            raise Killed
+        done.append(x)
+        return x + 1
+
+    store = JournalStore(tmp_path)
+    crashing = Engine({"loop": counting_loop}, {"inc": inc_then_die}, store)
+    with pytest.raises(Killed):
+        crashing_run(crashing)
+    journal = json.loads((tmp_path / "k1.json").read_text())
+    assert journal["runtimeStatus"] == "Running"
+    assert done == [0, 1, 2, 3]
+
+    def inc(x: int) -> int:
+        done.append(x)
+        return x + 1
+
+    instance = Engine({"loop": counting_loop}, {"inc": inc}, JournalStore(tmp_path)).run("loop", "k1", None)
+    assert instance.runtime_status == "Completed"
+    assert instance.output == {"n": 7}
+    assert done == [0, 1, 2, 3, 4, 5, 6]
+
+
+def crashing_run(engine: Engine) -> None:
+    # A BaseException escapes the worker thread's handler, so re-raise it from the driver.
+    errors: list[BaseException] = []
+
+    def activity_guard(fn: Any) -> Any:
+        def run(arg: Any) -> Any:
+            try:
+                return fn(arg)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    errors.append(exc)
+                    raise SystemExit from exc
+                raise
+
+        return run
+
+    engine._activities = {name: activity_guard(fn) for name, fn in engine._activities.items()}
+    thread = threading.Thread(target=lambda: engine.run("loop", "k1", {"n": 0, "stop": 7}), daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    if errors:
+        raise errors[0]

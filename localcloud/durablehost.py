@@ -70,7 +70,12 @@ class DurableHost(LocalServer):
             return self._start(parts[1], parts[2], request.body)
         if request.method == "GET" and len(parts) == 2 and parts[0] == "instances":
             return self._status(parts[1])
-        if request.method == "POST" and len(parts) == 3 and parts[0] == "instances" and parts[2] == "terminate":
+        if (
+            request.method == "POST"
+            and len(parts) == 3
+            and parts[0] == "instances"
+            and parts[2] == "terminate"
+        ):
             self.engine.terminate(parts[1])
             return Response(202)
         return json_response(404, {"message": f"no route {request.method} {request.path}"})
@@ -101,7 +106,9 @@ class DurableHost(LocalServer):
             return Response(404)
         body = instance.to_json()
         body.pop("history")
-        return json_response(200 if instance.runtime_status in ("Completed", "Failed", "Terminated") else 202, body)
+        return json_response(
+            200 if instance.runtime_status in ("Completed", "Failed", "Terminated") else 202, body
+        )
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Join every orchestration thread started so far (for tests and the demo)."""

@@ -63,7 +63,12 @@ def entra_credential() -> TokenSource:
 
     client_id = os.environ.get("AZURE_CLIENT_ID") or None
     # Bounded retries: an unreachable identity endpoint must fail a run in seconds, not minutes.
-    transport: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.5, "connection_timeout": 5, "read_timeout": 10}
+    transport: dict[str, Any] = {
+        "retry_total": 2,
+        "retry_backoff_factor": 0.5,
+        "connection_timeout": 5,
+        "read_timeout": 10,
+    }
     if os.environ.get("IDENTITY_ENDPOINT"):
         return ManagedIdentityCredential(client_id=client_id, **transport)
     return DefaultAzureCredential(

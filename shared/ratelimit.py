@@ -13,8 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from shared.catalog import RateLimit
-
 _DECREASE = 0.7
 _FLOOR = 0.05
 _INCREASE = 0.02
@@ -63,17 +61,3 @@ class TokenBucket:
         if self.rate < self.configured_rate:
             with self._lock:
                 self.rate = min(self.configured_rate, self.rate + self.configured_rate * _INCREASE)
-
-
-_buckets: dict[tuple[str, float, int], TokenBucket] = {}
-_buckets_lock = threading.Lock()
-
-
-def bucket_for(source: str, limit: RateLimit) -> TokenBucket:
-    """The process-wide bucket of a source, shared by every activity running in this worker."""
-    key = (source, limit.requests_per_second, limit.burst)
-    with _buckets_lock:
-        bucket = _buckets.get(key)
-        if bucket is None:
-            bucket = _buckets[key] = TokenBucket(limit.requests_per_second, limit.burst)
-        return bucket

@@ -16,7 +16,7 @@ from shared.credentials import CredentialProvider, RoleSession
 from shared.gateway import GatewayClient, RunContext
 from shared.landing import Landing, blob_service
 from shared.pagination import paginator_for
-from shared.ratelimit import bucket_for
+from shared.ratelimit import TokenBucket
 from shared.settings import Settings
 from shared.signing import SigV4Auth
 from shared.window import Window
@@ -37,6 +37,8 @@ class Runtime:
         )
     )
     _landings: dict[str, Landing] = field(default_factory=dict)
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_env(cls) -> Runtime:
@@ -48,12 +50,15 @@ class Runtime:
 
     def landing_for(self, source: Source) -> Landing:
         container = source.output.container or self.settings.landing_container
-        landing = self._landings.get(container)
-        if landing is None:
-            service = blob_service(self.settings.landing_connection_string, self.settings.landing_account_url)
-            landing = Landing(service, container, create_container=self.settings.landing_create_container)
-            self._landings[container] = landing
-        return landing
+        with self._lock:
+            landing = self._landings.get(container)
+            if landing is None:
+                service = blob_service(
+                    self.settings.landing_connection_string, self.settings.landing_account_url
+                )
+                landing = Landing(service, container, create_container=self.settings.landing_create_container)
+                self._landings[container] = landing
+            return landing
 
     def role_session(
         self, source: Source, role_arn: str | None, session_name: str | None
@@ -79,10 +84,19 @@ class Runtime:
             paginator_for(source),
             self.http,
             auth=auth,
-            limiter=bucket_for(source.name, source.rate_limit),
+            limiter=self.rate_limiter(source),
             run=run,
             window_params=window.query_params(source.window),
         )
+
+    def rate_limiter(self, source: Source) -> TokenBucket:
+        """The source's bucket, shared by every activity running in this worker process."""
+        with self._lock:
+            bucket = self._buckets.get(source.name)
+            if bucket is None:
+                limit = source.rate_limit
+                bucket = self._buckets[source.name] = TokenBucket(limit.requests_per_second, limit.burst)
+            return bucket
 
     def close(self) -> None:
         self.http.close()

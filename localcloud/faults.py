@@ -1,0 +1,189 @@
+"""Fault injection and rate limiting for the local API Gateway.
+
+Faults are queued in a :class:`FaultPlan` and consumed by the next matching requests, so a
+test states exactly which request misbehaves instead of relying on probabilities.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from localcloud.errors import ApiGatewayError
+from localcloud.server import Response
+
+__all__ = ["Fault", "FaultKind", "FaultPlan", "TokenBucket", "mangle_response", "replacement_response"]
+
+FaultKind = Literal[
+    "status",
+    "reset",
+    "truncate",
+    "short_body",
+    "delay",
+    "expired_credentials",
+    "html",
+    "huge",
+    "deep_nesting",
+    "loop_cursor",
+]
+
+# Status code -> (x-amzn-ErrorType, message) as API Gateway words them.
+_GATEWAY_STATUS_ERRORS = {
+    429: ("TooManyRequestsException", "Too Many Requests"),
+    500: ("InternalServerErrorException", "Internal server error"),
+    502: ("BadGatewayException", "Internal server error"),
+    503: ("ServiceUnavailableException", "Service Unavailable"),
+    504: ("IntegrationTimeoutException", "Endpoint request timed out"),
+}
+
+_HTML_PAGE = (
+    b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>Service temporarily unavailable</h1><p>Please try again later.</p></body></html>"
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One misbehaviour, applied to requests matching ``path`` and ``page`` (None = any).
+
+    ``page`` is the 1-based page number of the request within its walk.  Kinds:
+
+    * ``status`` -- answer ``status`` with an API Gateway error body; ``retry_after``
+      (seconds or an HTTP-date string) adds a ``Retry-After`` header.
+    * ``reset`` -- send headers and half the body, then abort the connection (RST).
+    * ``truncate`` -- 200 whose JSON is cut in half, with a matching Content-Length.
+    * ``short_body`` -- 200 announcing the full Content-Length but sending half, then closing.
+    * ``delay`` -- wait ``delay_ms`` before answering normally.
+    * ``expired_credentials`` -- 403 ``ExpiredTokenException`` whatever the credentials.
+    * ``html`` -- 200 with a ``text/html`` error page.
+    * ``huge`` -- the normal page padded (a ``padding`` field per record) to at least
+      ``size_bytes``; an empty page stays as it is.
+    * ``deep_nesting`` -- 200 with a JSON array nested ``depth`` levels deep.
+    * ``loop_cursor`` -- the continuation repeats instead of advancing.
+    """
+
+    kind: FaultKind
+    status: int = 503
+    retry_after: int | str | None = None
+    delay_ms: int = 0
+    size_bytes: int = 1_000_000
+    depth: int = 100_000
+    path: str | None = None
+    page: int | None = None
+
+    def matches(self, path: str, page: int) -> bool:
+        """Whether this fault applies to a request for ``path``'s page ``page``."""
+        return (self.path is None or self.path == path) and (self.page is None or self.page == page)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    fault: Fault
+    remaining: int
+
+
+class FaultPlan:
+    """Thread-safe queue of faults; each entry is consumed by its next matching requests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[_Entry] = []
+
+    def add(self, fault: Fault, times: int = 1) -> None:
+        """Apply ``fault`` to the next ``times`` matching requests (after earlier entries)."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        with self._lock:
+            self._entries.append(_Entry(fault, times))
+
+    def take(self, path: str, page: int) -> Fault | None:
+        """Consume and return the first fault matching this request, if any."""
+        with self._lock:
+            for position, entry in enumerate(self._entries):
+                if entry.fault.matches(path, page):
+                    if entry.remaining == 1:
+                        del self._entries[position]
+                    else:
+                        self._entries[position] = replace(entry, remaining=entry.remaining - 1)
+                    return entry.fault
+        return None
+
+    def pending(self) -> list[tuple[Fault, int]]:
+        """Faults not yet (fully) consumed, with their remaining counts."""
+        with self._lock:
+            return [(entry.fault, entry.remaining) for entry in self._entries]
+
+    def clear(self) -> None:
+        """Drop every pending fault."""
+        with self._lock:
+            self._entries.clear()
+
+
+def replacement_response(fault: Fault) -> Response | None:
+    """The response that replaces the real page for faults that never serve records."""
+    if fault.kind == "status":
+        error_type, message = _GATEWAY_STATUS_ERRORS.get(fault.status, ("UnknownError", "Error"))
+        headers = [] if fault.retry_after is None else [("Retry-After", str(fault.retry_after))]
+        return ApiGatewayError(fault.status, error_type, message, headers).to_response()
+    if fault.kind == "expired_credentials":
+        return ApiGatewayError(
+            403, "ExpiredTokenException", "The security token included in the request is expired"
+        ).to_response()
+    if fault.kind == "html":
+        return Response(200, _HTML_PAGE, [("Content-Type", "text/html; charset=utf-8")])
+    if fault.kind == "deep_nesting":
+        body = b"[" * fault.depth + b"]" * fault.depth
+        return Response(200, body, [("Content-Type", "application/json")])
+    return None
+
+
+def mangle_response(fault: Fault, response: Response) -> Response | None:
+    """Wire-level damage to a fully built page, or ``None`` if ``fault`` does no such thing."""
+    half = len(response.body) // 2
+    if fault.kind == "reset":
+        return replace(response, reset_after=half)
+    if fault.kind == "truncate":
+        return replace(response, body=response.body[:half])
+    if fault.kind == "short_body":
+        return replace(response, body=response.body[:half], declared_length=len(response.body))
+    return None
+
+
+class TokenBucket:
+    """Token bucket rate limiter: ``rate`` tokens/second, at most ``burst`` saved up.
+
+    ``rate=None`` disables limiting.  Reconfiguring refills the bucket.
+    """
+
+    def __init__(
+        self, rate: float | None = None, burst: int = 1, clock: Callable[[], float] = time.monotonic
+    ):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.configure(rate, burst)
+
+    def configure(self, rate: float | None, burst: int = 1) -> None:
+        """Change the limit at runtime."""
+        if rate is not None and (rate <= 0 or burst < 1):
+            raise ValueError("need rate > 0 and burst >= 1")
+        with self._lock:
+            self._rate = rate
+            self._burst = burst
+            self._tokens = float(burst)
+            self._updated = self._clock()
+
+    def try_acquire(self) -> bool:
+        """Take one token if available."""
+        with self._lock:
+            if self._rate is None:
+                return True
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+            self._updated = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True

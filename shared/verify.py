@@ -1,0 +1,89 @@
+"""Check a landed window against its manifest: every listed part present, sha256 and counts equal."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.landing import MANIFEST, SUCCESS, Landing
+
+
+@dataclass
+class Verification:
+    """What `verify_window` found; `ok` only when nothing is missing or different."""
+
+    prefix: str
+    complete: bool = False
+    parts: int = 0
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.complete and not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "ok": self.ok,
+            "complete": self.complete,
+            "parts": self.parts,
+            "records": self.records,
+            "problems": self.problems,
+        }
+
+
+def verify_window(landing: Landing, prefix: str) -> Verification:
+    """Recompute each listed part's sha256, size and record count and compare with the manifest."""
+    report = Verification(prefix)
+    report.complete = landing.exists(f"{prefix}/{SUCCESS}")
+    if not report.complete:
+        report.problems.append(f"{prefix}/{SUCCESS} is missing: the window is not (or not yet) landed")
+    manifest = landing.read_json(f"{prefix}/{MANIFEST}")
+    if manifest is None:
+        report.problems.append(f"{prefix}/{MANIFEST} is missing")
+        return report
+    listed = {part["name"] for part in manifest["parts"]}
+    for name in landing.list_names(prefix):
+        leaf = name.rsplit("/", 1)[-1]
+        if leaf.startswith("part-") and leaf not in listed:
+            report.problems.append(f"{leaf} is in the folder but not in the manifest")
+    for part in manifest["parts"]:
+        path = f"{prefix}/{part['name']}"
+        if not landing.exists(path):
+            report.problems.append(f"{part['name']} is listed but missing")
+            continue
+        data = landing.read_bytes(path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != part["sha256"]:
+            report.problems.append(f"{part['name']} sha256 {digest} != manifest {part['sha256']}")
+        if len(data) != part["bytes"]:
+            report.problems.append(f"{part['name']} is {len(data)} bytes, manifest says {part['bytes']}")
+        records = sum(1 for _ in _lines(data))
+        if records != part["records"]:
+            report.problems.append(f"{part['name']} holds {records} records, manifest says {part['records']}")
+        report.parts += 1
+        report.records += records
+    if report.records != manifest["totals"]["records"]:
+        report.problems.append(
+            f"parts hold {report.records} records, manifest totals say {manifest['totals']['records']}"
+        )
+    return report
+
+
+def read_records(landing: Landing, prefix: str) -> Iterator[Any]:
+    """Every record of the parts the manifest lists, in part order (what a downstream reader sees)."""
+    manifest = landing.read_json(f"{prefix}/{MANIFEST}") or {"parts": []}
+    for part in manifest["parts"]:
+        for line in _lines(landing.read_bytes(f"{prefix}/{part['name']}")):
+            yield json.loads(line)
+
+
+def _lines(data: bytes) -> Iterator[bytes]:
+    for line in gzip.decompress(data).splitlines():
+        if line.strip():
+            yield line

@@ -78,7 +78,8 @@ def demo() -> int:
             f"STS calls: {stack.cloud.sts.call_count}"
         )
         _say(
-            f"  read back: {sum(ids.values())} records, {duplicates} duplicated, {missing} missing, {extra} unexpected"
+            f"  read back: {sum(ids.values())} records, {duplicates} duplicated, "
+            f"{missing} missing, {extra} unexpected"
         )
         _say(f"  manifest check: {'ok' if check.ok else '; '.join(check.problems)}")
         good = check.ok and not (duplicates or missing or extra) and sum(ids.values()) == len(expected)

@@ -82,7 +82,10 @@ class DurableHost(LocalServer):
 
     def _start(self, name: str, instance_id: str, body: bytes) -> Response:
         input_: Any = json.loads(body) if body else None
-        instance, created = self.engine.start(name, instance_id, input_)
+        if isinstance(input_, str):
+            # The Python client posts its already-serialised input as a JSON string.
+            input_ = json.loads(input_)
+        _, created = self.engine.start(name, instance_id, input_)
         if not created:
             # host.json sets overridableExistingInstanceStates=NonRunningStates: an active
             # instance is not replaced; the extension answers with an error.

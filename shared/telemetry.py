@@ -47,13 +47,13 @@ class RedactingFilter(logging.Filter):
 
 
 def configure_logging(verbose: bool = False) -> None:
-    """Plain log lines on stderr (stdout is reserved for results), redacted."""
+    """Plain log lines on stderr (stdout is reserved for results), redacted; quiet unless verbose."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.setLevel(logging.INFO if verbose else logging.ERROR)
     # The Azure SDKs log every HTTP exchange at INFO, headers included.
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

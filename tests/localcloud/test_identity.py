@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import jwt
@@ -15,7 +16,7 @@ from localcloud import LocalCloud
 from localcloud.tokens import ExpiredTokenError, InvalidTokenError, decode_verified
 
 
-def _verify(cloud: LocalCloud, token: str) -> dict[str, object]:
+def _verify(cloud: LocalCloud, token: str) -> dict[str, Any]:
     return decode_verified(
         token, cloud.identity.signing_key.public_keys(), issuer=cloud.identity.issuer, audience=cloud.audience
     )
@@ -140,5 +141,7 @@ def test_jwks_publishes_the_signing_key(cloud: LocalCloud) -> None:
     token, _ = cloud.identity.issue_token(cloud.audience)
 
     public_key = jwt.PyJWK(jwk).key
-    assert jwt.decode(token, public_key, algorithms=["RS256"], audience=cloud.audience)["aud"] == cloud.audience
+    assert (
+        jwt.decode(token, public_key, algorithms=["RS256"], audience=cloud.audience)["aud"] == cloud.audience
+    )
     assert (jwk["kid"], jwk["kty"], jwk["alg"]) == (cloud.identity.signing_key.kid, "RSA", "RS256")

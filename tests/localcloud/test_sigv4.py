@@ -12,8 +12,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from localcloud import CredentialStore
-from localcloud import sigv4
+from localcloud import CredentialStore, sigv4
 from localcloud.errors import ApiGatewayError
 from localcloud.gateway_auth import IamVerifier
 from localcloud.server import Request
@@ -23,7 +22,9 @@ _EXAMPLE_DATE = "20150830T123600Z"
 _EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 
 
-def _example_signature(service: str, raw_path: str, raw_query: str, headers: Sequence[tuple[str, str]]) -> str:
+def _example_signature(
+    service: str, raw_path: str, raw_query: str, headers: Sequence[tuple[str, str]]
+) -> str:
     signed = sorted(name.lower() for name, _ in headers)
     canonical = sigv4.canonical_request(
         method="GET",
@@ -34,7 +35,9 @@ def _example_signature(service: str, raw_path: str, raw_query: str, headers: Seq
         payload_hash=_EMPTY_HASH,
     )
     key = sigv4.signing_key(_EXAMPLE_SECRET, _EXAMPLE_DATE[:8], "us-east-1", service)
-    return sigv4.sign(key, sigv4.string_to_sign(_EXAMPLE_DATE, f"20150830/us-east-1/{service}/aws4_request", canonical))
+    return sigv4.sign(
+        key, sigv4.string_to_sign(_EXAMPLE_DATE, f"20150830/us-east-1/{service}/aws4_request", canonical)
+    )
 
 
 def test_iam_list_users_example_from_the_aws_documentation() -> None:
@@ -87,8 +90,12 @@ def _botocore_signed(
 ) -> tuple[Request, sigv4.Authorization, str]:
     """Sign with botocore at a fixed time and return the request as it goes on the wire."""
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: dt.datetime(2024, 5, 6, 7, 8, 9))
-    request = AWSRequest(method=method, url=url, params=list(params or []), headers=dict(headers or {}), data=body)
-    botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", _EXAMPLE_SECRET), "execute-api", "eu-west-1").add_auth(request)
+    request = AWSRequest(
+        method=method, url=url, params=list(params or []), headers=dict(headers or {}), data=body
+    )
+    botocore.auth.SigV4Auth(Credentials("AKIDEXAMPLE", _EXAMPLE_SECRET), "execute-api", "eu-west-1").add_auth(
+        request
+    )
     prepared = request.prepare()
     parts = urlsplit(prepared.url)
     wire_headers = [("Host", parts.netloc), *prepared.headers.items()]
@@ -113,15 +120,35 @@ def _our_signature(wire: Request, auth: sigv4.Authorization, amz_date: str) -> s
 @pytest.mark.parametrize(
     ("method", "url", "params", "headers", "body"),
     [
-        ("GET", "https://api.example.com/dev/orders", [("from", "2024-01-01T00:00:00Z"), ("limit", "5")], {}, b""),
-        ("GET", "https://api.example.com/dev/orders", [("q", "a b/c:d?e&f=g+h"), ("é", "ü"), ("empty", "")], {}, b""),
+        (
+            "GET",
+            "https://api.example.com/dev/orders",
+            [("from", "2024-01-01T00:00:00Z"), ("limit", "5")],
+            {},
+            b"",
+        ),
+        (
+            "GET",
+            "https://api.example.com/dev/orders",
+            [("q", "a b/c:d?e&f=g+h"), ("é", "ü"), ("empty", "")],
+            {},
+            b"",
+        ),
         ("GET", "https://api.example.com/dev/orders", [("a", "2"), ("a", "1"), ("B", "0")], {}, b""),
         ("GET", "https://api.example.com/dev/a%20b/c~d", [], {}, b""),
         ("GET", "https://api.example.com/dev/./x/../orders/", [], {}, b""),
         ("GET", "http://127.0.0.1:8080/dev/orders", [], {"X-Custom": "  spaced    out  value "}, b""),
         ("POST", "https://api.example.com/dev/orders", [], {"Content-Type": "application/json"}, b'{"a": 1}'),
     ],
-    ids=["plain", "reserved-and-unicode", "repeated-keys", "encoded-path", "dot-segments", "whitespace", "body"],
+    ids=[
+        "plain",
+        "reserved-and-unicode",
+        "repeated-keys",
+        "encoded-path",
+        "dot-segments",
+        "whitespace",
+        "body",
+    ],
 )
 def test_matches_botocore_on_tricky_requests(
     monkeypatch: pytest.MonkeyPatch,

@@ -54,12 +54,18 @@ def test_valid_catalog_normalises_base_url_and_names_sources(tmp_path: Path) -> 
         ('role_arn = "arn:aws:iam::123456789012:role/adf-ingest"', 'role_arn = "adf-ingest"', "auth"),
         ('region = "eu-west-1"', 'region = "Ireland"', "region"),
         ('path = "/orders"', 'path = "orders"', "field path"),
-        ('base_url = "https://abc.execute-api.eu-west-1.amazonaws.com/dev/"', 'base_url = "ftp://x"', "base_url"),
+        (
+            'base_url = "https://abc.execute-api.eu-west-1.amazonaws.com/dev/"',
+            'base_url = "ftp://x"',
+            "base_url",
+        ),
         ('audience = "api://apigw-adf-bridge"\n', "", "audience"),
         ("[sources.orders]", "[sources.Orders]", "lowercase"),
     ],
 )
-def test_invalid_catalog_names_file_source_and_field(tmp_path: Path, replace: str, by: str, expected: str) -> None:
+def test_invalid_catalog_names_file_source_and_field(
+    tmp_path: Path, replace: str, by: str, expected: str
+) -> None:
     path = write(tmp_path, VALID.replace(replace, by))
     with pytest.raises(ConfigError) as caught:
         load_catalog(path)
@@ -71,7 +77,7 @@ def test_invalid_catalog_names_file_source_and_field(tmp_path: Path, replace: st
 
 def test_unknown_field_is_refused_not_ignored(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rate_limt"):
-        load_catalog(write(tmp_path, VALID + '\n[sources.orders.rate_limt]\nrequests_per_second = 5\n'))
+        load_catalog(write(tmp_path, VALID + "\n[sources.orders.rate_limt]\nrequests_per_second = 5\n"))
 
 
 def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
@@ -104,7 +110,9 @@ def test_pipeline_role_mapping(tmp_path: Path) -> None:
     assert auth.type == "aws_iam"
     assert auth.role_for("pl_daily", "orders").endswith("role/adf-daily")
     assert auth.role_for("pl_other", "orders").endswith("role/adf-ingest")
-    strict = load_catalog(write(tmp_path, VALID.replace("require_pipeline_role = false", "require_pipeline_role = true")))
+    strict = load_catalog(
+        write(tmp_path, VALID.replace("require_pipeline_role = false", "require_pipeline_role = true"))
+    )
     strict_auth = strict.sources["orders"].auth
     assert strict_auth.type == "aws_iam"
     with pytest.raises(RequestError, match="pipelineName"):

@@ -1,0 +1,74 @@
+"""Test support shared across the suite: the App handle a test drives, and common windows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack
+from shared import runtime
+from shared.contracts import IngestRequest
+from shared.landing import Landing, blob_service
+from shared.orchestration import INGEST_ORCHESTRATOR, engine, prepare_ingest
+from shared.runner import Instance
+
+REPO = Path(__file__).resolve().parent.parent
+HOUR = ("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z")
+
+
+@dataclass
+class App:
+    """The app as one test configures and drives it."""
+
+    stack: Stack
+    env: dict[str, str]
+    catalog: Path
+    container: str
+    state_dir: Path
+
+    @property
+    def landing(self) -> Landing:
+        return Landing(blob_service(self.stack.azurite.connection_string, None), self.container)
+
+    def write_sources(self, **sources: dict[str, Any]) -> None:
+        """Replace the catalog (the runtime re-reads it on next use)."""
+        self.stack.write_catalog(sources, self.catalog)
+        runtime.reset()
+
+    def set_env(self, **values: str) -> None:
+        self.env.update(values)
+        os.environ.update(values)
+        runtime.reset()
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `python -m shared ...` as its own process with the app's settings."""
+        env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
+        env.update(self.env)
+        return subprocess.run(
+            [sys.executable, "-m", "shared", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ingest(self, source: str = "orders", window: tuple[str, str] = HOUR, **fields: Any) -> Instance:
+        """Run the ingest orchestration in-process (same engine as the CLI)."""
+        request = IngestRequest.model_validate(
+            {"source": source, "window": {"from": window[0], "to": window[1]}, **fields}
+        )
+        instance_id, state = prepare_ingest(request, runtime.current())
+        return engine(self.state_dir).run(INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+
+    def cli_json(self, *args: str) -> dict[str, Any]:
+        result = self.cli(*args)
+        assert result.returncode == 0, result.stderr
+        document: dict[str, Any] = json.loads(result.stdout)
+        return document

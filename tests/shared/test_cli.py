@@ -1,0 +1,101 @@
+"""`python -m shared` as an operator runs it: real process, real stand-ins, real Azurite."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from fixtures import HOUR, App
+
+from localcloud.azurite import free_port
+from shared.verify import read_records, verify_window
+
+
+def test_ingest_lands_every_served_record_exactly_once(app: App) -> None:
+    summary = app.cli_json(
+        "ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1], "--run-id", "adf-run-42"
+    )
+    gateway = app.stack.cloud.gateway
+    expected = gateway.expected_ids("/dev/orders", *HOUR)
+    ids = Counter(record["id"] for record in read_records(app.landing, summary["prefix"]))
+    assert summary["status"] == "landed"
+    assert summary["records"] == len(expected) == 3600
+    assert set(ids) == expected
+    assert max(ids.values()) == 1
+    assert verify_window(app.landing, summary["prefix"]).ok
+    # Every request was signed by credentials from exactly one STS exchange, and correlated.
+    assert app.stack.cloud.sts.call_count >= 1
+    assert {r.correlation_id for r in gateway.requests} == {"adf-run-42"}
+    assert all(r.status == 200 for r in gateway.requests)
+
+
+def test_landed_layout_is_what_downstream_steps_expect(app: App) -> None:
+    summary = app.cli_json("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    prefix = "dev/orders/20240101T000000Z_20240101T010000Z"
+    assert summary["prefix"] == prefix
+    names = app.landing.list_names(prefix)
+    assert f"{prefix}/_SUCCESS" in names
+    assert f"{prefix}/_manifest.json" in names
+    assert sorted(n for n in names if "/part-" in n) == summary["parts"]
+    assert summary["parts"][0] == f"{prefix}/part-00000.jsonl.gz"
+    manifest = app.landing.read_json(f"{prefix}/_manifest.json")
+    assert manifest is not None
+    assert manifest["roleArn"] == app.stack.cloud.role_arn
+    assert manifest["totals"]["records"] == 3600
+
+
+def test_rerun_of_a_landed_window_skips_without_calling_the_api(app: App) -> None:
+    args = ("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    first = app.cli_json(*args)
+    app.stack.cloud.gateway.reset_observations()
+    again = app.cli_json(*args)
+    assert again["status"] == "skipped-already-landed"
+    assert again["records"] == first["records"]
+    assert app.stack.cloud.gateway.requests == []
+
+
+def test_validate_reports_sources(app: App) -> None:
+    document = app.cli_json("validate")
+    assert document["sources"] == {"orders": "ok"}
+
+
+def test_bad_arguments_fail_with_one_line_naming_the_field(app: App) -> None:
+    result = app.cli("ingest", "--source", "orders", "--from", "2024-01-02T00:00:00Z", "--to", HOUR[1])
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "window" in result.stderr and "must be before" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def test_unreachable_sts_fails_fast_with_one_line(app: App) -> None:
+    app.set_env(AWS_ENDPOINT_URL_STS=_closed_port_url())
+    started = time.monotonic()
+    result = app.cli("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1], timeout=90)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 60
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "STS" in lines[0] and "AWS_ENDPOINT_URL_STS" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_gateway_fails_fast_with_one_line(app: App) -> None:
+    from localcloud.stack import orders_source
+
+    app.write_sources(
+        orders=orders_source(_closed_port_url(), retry={"max_attempts": 3, "activity_attempts": 2})
+    )
+    started = time.monotonic()
+    result = app.cli("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1], timeout=90)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 60
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "GatewayError" in lines[0] and "ConnectError" in lines[0]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,210 @@
+"""function_app.py driven the way the Functions host drives it.
+
+HTTP triggers get `azure.functions.HttpRequest` objects and the durable client binding JSON;
+the real DurableOrchestrationClient then talks HTTP to a stand-in of the Durable extension
+(localcloud.durablehost), which runs the real orchestrator and activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from fixtures import HOUR, App
+
+import function_app
+from localcloud.durablehost import DurableHost
+
+# get_functions() indexes the app and may be called once per process, as the worker does.
+INDEXED = {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+FUNCTIONS = {name: fn.get_user_function() for name, fn in INDEXED.items()}
+BASE = "https://bridge.example.net/api"
+
+
+@pytest.fixture
+def host(app: App) -> Iterator[DurableHost]:
+    with DurableHost() as started:
+        yield started
+        started.wait_idle()
+
+
+def call(
+    loop: asyncio.AbstractEventLoop, name: str, request: func.HttpRequest, host: DurableHost | None = None
+) -> func.HttpResponse:
+    handler = FUNCTIONS[name]
+    kwargs: dict[str, Any] = {"req": request}
+    if host is not None:
+        kwargs["client"] = host.binding()
+    result = handler(**kwargs)
+    if asyncio.iscoroutine(result):
+        result = loop.run_until_complete(result)
+    assert isinstance(result, func.HttpResponse)
+    return result
+
+
+def post_ingest(body: bytes | dict[str, Any]) -> func.HttpRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return func.HttpRequest("POST", f"{BASE}/ingest", body=raw, headers={"content-type": "application/json"})
+
+
+def get_run(instance_id: str) -> func.HttpRequest:
+    return func.HttpRequest("GET", f"{BASE}/runs/{instance_id}", body=b"", route_params={"id": instance_id})
+
+
+def body_of(response: func.HttpResponse) -> dict[str, Any]:
+    document = json.loads(response.get_body())
+    assert isinstance(document, dict), "ADF needs a JSON object, never an array"
+    return document
+
+
+VALID = {"source": "orders", "window": {"from": HOUR[0], "to": HOUR[1]}, "pipelineRunId": "run-1"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        (b"", "body", "empty"),
+        (b"{not json", "body", "not valid JSON"),
+        (b"[1, 2]", "body", "JSON object"),
+        ({"window": VALID["window"]}, "source", "required"),
+        ({"source": "orders"}, "window", "required"),
+        ({"source": "orders", "window": {"from": HOUR[0]}}, "window.to", "required"),
+        ({**VALID, "window": {"from": "soon", "to": HOUR[1]}}, "window.from", "ISO8601"),
+        ({**VALID, "window": {"from": HOUR[1], "to": HOUR[0]}}, "window", "before"),
+        ({**VALID, "mode": "append"}, "mode", "skip-if-complete"),
+        ({**VALID, "source": "nope"}, "source", "unknown source"),
+        ({**VALID, "dryRun": "maybe"}, "dryRun", "boolean"),
+        ({**VALID, "extra": 1}, "extra", "not a known field"),
+    ],
+)
+def test_bad_ingest_requests_get_400_naming_the_field(
+    app: App, event_loop_runner: asyncio.AbstractEventLoop, body: Any, field: str, reason: str
+) -> None:
+    response = call(event_loop_runner, "ingest", post_ingest(body), host=None_host())
+    assert response.status_code == 400
+    document = body_of(response)
+    assert document["field"] == field
+    assert reason in document["reason"]
+    assert "Traceback" not in response.get_body().decode()
+
+
+def None_host() -> Any:
+    """Validation fails before the durable client is used; a host that refuses everything proves it."""
+    return _RefusingHost()
+
+
+class _RefusingHost:
+    def binding(self) -> str:
+        return json.dumps(
+            {
+                "taskHubName": "x",
+                "creationUrls": {},
+                "managementUrls": {"id": "INSTANCEID"},
+                "rpcBaseUrl": "http://127.0.0.1:9/durabletask/",
+            }
+        )
+
+
+def test_ingest_returns_202_and_the_status_url_answers_202_then_200(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    started = call(event_loop_runner, "ingest", post_ingest(VALID), host)
+    assert started.status_code == 202
+    document = body_of(started)
+    instance_id = document["id"]
+    assert instance_id == "dev-orders-20240101T000000Z_20240101T010000Z"
+    assert started.headers["Location"] == f"{BASE}/runs/{instance_id}" == document["statusUrl"]
+    assert "statusQueryGetUri" in document["management"]
+
+    host.wait_idle()
+    finished = call(event_loop_runner, "run_status", get_run(instance_id), host)
+    assert finished.status_code == 200, finished.get_body()
+    result = body_of(finished)
+    assert result["runtimeStatus"] == "Completed"
+    assert result["records"] == 3600
+    assert result["success"].endswith("/_SUCCESS")
+
+
+def test_status_of_a_running_instance_is_202_with_location_and_retry_after(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    app.stack.cloud.gateway.latency_ms = 20  # keep the run going while we look at it
+    call(event_loop_runner, "ingest", post_ingest(VALID), host)
+    running = call(
+        event_loop_runner, "run_status", get_run("dev-orders-20240101T000000Z_20240101T010000Z"), host
+    )
+    assert running.status_code == 202
+    assert running.headers["Location"].endswith("/runs/dev-orders-20240101T000000Z_20240101T010000Z")
+    assert int(running.headers["Retry-After"]) > 0
+
+
+def test_a_second_trigger_for_the_same_window_attaches_to_the_running_instance(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    app.stack.cloud.gateway.latency_ms = 20
+
+    async def both() -> list[func.HttpResponse]:
+        return list(
+            await asyncio.gather(
+                *(FUNCTIONS["ingest"](req=post_ingest(VALID), client=host.binding()) for _ in range(2))
+            )
+        )
+
+    responses = event_loop_runner.run_until_complete(both())
+    assert [r.status_code for r in responses] == [202, 202]
+    assert {body_of(r)["id"] for r in responses} == {"dev-orders-20240101T000000Z_20240101T010000Z"}
+    assert len(host.starts) == 1
+
+
+def test_a_failed_run_reports_a_readable_non_2xx_error(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    from localcloud import Fault
+
+    app.stack.cloud.gateway.inject(Fault("status", status=404), times=10)
+    started = body_of(call(event_loop_runner, "ingest", post_ingest(VALID), host))
+    host.wait_idle()
+    failed = call(event_loop_runner, "run_status", get_run(started["id"]), host)
+    assert failed.status_code == 500
+    document = body_of(failed)
+    assert document["runtimeStatus"] == "Failed"
+    assert "HTTP 404" in document["message"] and "request_id=" in document["message"]
+
+
+def test_unknown_run_is_404_json(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    response = call(event_loop_runner, "run_status", get_run("nope"), host)
+    assert response.status_code == 404
+    assert "nope" in body_of(response)["message"]
+
+
+def test_health_is_anonymous_and_makes_no_calls(event_loop_runner: asyncio.AbstractEventLoop) -> None:
+    response = call(event_loop_runner, "health", func.HttpRequest("GET", f"{BASE}/health", body=b""))
+    assert response.status_code == 200
+    assert body_of(response)["status"] == "ok"
+    trigger = next(b for b in INDEXED["health"].get_bindings() if b.type == "httpTrigger")
+    assert str(trigger.auth_level).lower().endswith("anonymous")
+
+
+def test_host_json_is_valid_for_the_functions_host() -> None:
+    host_json = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
+    assert host_json["version"] == "2.0"
+    assert host_json["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
+    assert host_json["extensionBundle"]["version"].startswith("[4.")
+    assert host_json["extensions"]["http"]["routePrefix"] == "api"
+    names = set(INDEXED)
+    assert {
+        "ingest",
+        "run_status",
+        "health",
+        "ingest_orchestrator",
+        "plan_window",
+        "fetch_part",
+        "finalize",
+    } <= names

@@ -122,8 +122,7 @@ class Dataset:
 
     @cached_property
     def _origin_micros(self) -> int:
-        origin = _seconds(self.epoch_start) * 1_000_000
-        return int(origin)
+        return int(_seconds(self.epoch_start) * 1_000_000)
 
     def record(self, index: int) -> dict[str, Any]:
         """Record ``index``: the same dict every time, on every machine."""

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Literal
 
 from localcloud.errors import ApiGatewayError
@@ -30,12 +31,11 @@ FaultKind = Literal[
     "loop_cursor",
 ]
 
-# Status code -> (x-amzn-ErrorType, message) as API Gateway words them.
+# Status code -> (x-amzn-ErrorType, message) where API Gateway's wording is not simply
+# derived from the reason phrase (see _gateway_error).
 _GATEWAY_STATUS_ERRORS = {
-    429: ("TooManyRequestsException", "Too Many Requests"),
     500: ("InternalServerErrorException", "Internal server error"),
     502: ("BadGatewayException", "Internal server error"),
-    503: ("ServiceUnavailableException", "Service Unavailable"),
     504: ("IntegrationTimeoutException", "Endpoint request timed out"),
 }
 
@@ -51,8 +51,9 @@ class Fault:
 
     ``page`` is the 1-based page number of the request within its walk.  Kinds:
 
-    * ``status`` -- answer ``status`` with an API Gateway error body; ``retry_after``
-      (seconds or an HTTP-date string) adds a ``Retry-After`` header.
+    * ``status`` -- answer ``status`` (any code ``http.HTTPStatus`` knows) with an API
+      Gateway error body and ``x-amzn-ErrorType``; ``retry_after`` (seconds or an
+      HTTP-date string) adds a ``Retry-After`` header.
     * ``reset`` -- send headers and half the body, then abort the connection (RST).
     * ``truncate`` -- 200 whose JSON is cut in half, with a matching Content-Length.
     * ``short_body`` -- 200 announcing the full Content-Length but sending half, then closing.
@@ -125,7 +126,7 @@ class FaultPlan:
 def replacement_response(fault: Fault) -> Response | None:
     """The response that replaces the real page for faults that never serve records."""
     if fault.kind == "status":
-        error_type, message = _GATEWAY_STATUS_ERRORS.get(fault.status, ("UnknownError", "Error"))
+        error_type, message = _gateway_error(fault.status)
         headers = [] if fault.retry_after is None else [("Retry-After", str(fault.retry_after))]
         return ApiGatewayError(fault.status, error_type, message, headers).to_response()
     if fault.kind == "expired_credentials":
@@ -138,6 +139,14 @@ def replacement_response(fault: Fault) -> Response | None:
         body = b"[" * fault.depth + b"]" * fault.depth
         return Response(200, body, [("Content-Type", "application/json")])
     return None
+
+
+def _gateway_error(status: int) -> tuple[str, str]:
+    if status in _GATEWAY_STATUS_ERRORS:
+        return _GATEWAY_STATUS_ERRORS[status]
+    # 404 -> NotFoundException "Not Found", 503 -> ServiceUnavailableException, ...
+    phrase = HTTPStatus(status).phrase
+    return f"{phrase.title().replace(' ', '').replace('-', '')}Exception", phrase
 
 
 def mangle_response(fault: Fault, response: Response) -> Response | None:

@@ -41,13 +41,7 @@ class Request:
 
     def header(self, name: str) -> str | None:
         """Return the first value of header ``name`` (case-insensitive), or ``None``."""
-        wanted = name.lower()
-        return next((value for key, value in self.headers if key.lower() == wanted), None)
-
-    def header_values(self, name: str) -> list[str]:
-        """Return every value of header ``name`` (case-insensitive) in arrival order."""
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
+        return _first_header(self.headers, name)
 
     def params(self) -> dict[str, str]:
         """Decoded query parameters; for a repeated key the first value wins."""
@@ -74,8 +68,12 @@ class Response:
 
     def header(self, name: str) -> str | None:
         """Return the first value of header ``name`` (case-insensitive), or ``None``."""
-        wanted = name.lower()
-        return next((value for key, value in self.headers if key.lower() == wanted), None)
+        return _first_header(self.headers, name)
+
+
+def _first_header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in headers if key.lower() == wanted), None)
 
 
 def json_response(status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:

@@ -75,6 +75,10 @@ class Fault:
     path: str | None = None
     page: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind == "status":
+            HTTPStatus(self.status)  # ValueError now, rather than a broken response later
+
     def matches(self, path: str, page: int) -> bool:
         """Whether this fault applies to a request for ``path``'s page ``page``."""
         return (self.path is None or self.path == path) and (self.page is None or self.page == page)

@@ -170,6 +170,10 @@ class GatewayServer(LocalServer):
         """How many records ``[start, end)`` at ``path`` holds, in O(1)."""
         return len(self.dataset(path).window(start, end))
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is in flight, so one test's stragglers never land in the next's log."""
+        return self._log.wait_idle(timeout)
+
     @property
     def max_concurrency_observed(self) -> int:
         """Peak number of requests handled at once since the last reset."""

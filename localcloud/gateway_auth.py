@@ -28,7 +28,6 @@ AuthMode = Literal["aws_iam", "api_key", "aws_iam+api_key", "jwt", "none"]
 
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _MAX_CLOCK_SKEW = timedelta(minutes=5)
-_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
@@ -119,7 +118,7 @@ class IamVerifier:
     def _check_signature(
         self, request: Request, auth: sigv4.Authorization, amz_date: str, secret_access_key: str
     ) -> None:
-        payload_hash = hashlib.sha256(request.body).hexdigest() if request.body else _EMPTY_SHA256
+        payload_hash = hashlib.sha256(request.body).hexdigest()
         declared_hash = request.header("X-Amz-Content-SHA256")
         if declared_hash is not None and declared_hash != payload_hash:
             raise _invalid_signature(

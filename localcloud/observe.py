@@ -48,6 +48,7 @@ class RequestLog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._records: list[RequestRecord] = []
         self._in_flight = 0
         self._max_in_flight = 0
@@ -73,6 +74,13 @@ class RequestLog:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no request is being handled (e.g. a delayed answer a client gave up on)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
     @property
     def max_in_flight(self) -> int:

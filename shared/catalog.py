@@ -90,16 +90,35 @@ Auth = Annotated[AwsIamAuth | NoAuth, Field(discriminator="type")]
 class Pagination(_Model):
     """How to find records in a page and the request for the next one."""
 
-    type: Literal["next_token", "none"] = "next_token"
+    type: Literal["next_token", "next_url", "link_header", "offset", "page_number", "cursor", "none"] = Field(
+        "next_token", description="Pagination style."
+    )
     records_path: str = Field(
         "items", description="Dotted path to the record list; empty if the body is one."
     )
-    token_path: str = Field("next_token", description="Dotted path to the next token in the body.")
-    token_param: str = Field("next_token", description="Query parameter that carries the token back.")
-    page_size_param: str | None = "limit"
-    page_size: int = Field(100, ge=1, le=10_000)
+    page_size_param: str = Field("limit", description="Query parameter for the page size; empty for none.")
+    page_size: int = Field(100, ge=1, le=10_000, description="Records asked for per page.")
+    token_path: str = Field("next_token", description="next_token: dotted path to the token in the body.")
+    token_param: str = Field(
+        "next_token", description="next_token: query parameter (or header) carrying it back."
+    )
+    token_in: Literal["query", "header"] = Field(
+        "query", description="next_token: send the token as query or header."
+    )
+    next_url_path: str = Field("links.next", description="next_url: dotted path to the next page's URL.")
+    offset_param: str = Field("offset", description="offset: query parameter of the record offset.")
+    total_path: str = Field("", description="offset: dotted path to the total record count, if reported.")
+    page_param: str = Field("page", description="page_number: query parameter of the page number.")
+    first_page: int = Field(1, ge=0, description="page_number: number of the first page.")
+    total_pages_path: str = Field("", description="page_number: dotted path to the page count, if reported.")
+    cursor_param: str = Field("after", description="cursor: query parameter carrying the last record's key.")
+    cursor_field: str = Field("id", description="cursor: record field whose value continues the walk.")
+    has_more_path: str = Field("", description="cursor: dotted path to a has-more flag, if reported.")
     max_pages: int = Field(100_000, ge=1, description="Loop guard: a window needing more pages fails.")
     stop_on_empty_page: bool = Field(True, description="An empty page ends the window even if it has a next.")
+    max_page_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="A larger page is an error, not an OOM."
+    )
 
 
 class RateLimit(_Model):

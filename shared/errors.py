@@ -83,6 +83,7 @@ class IdentityError(BridgeError):
     """The Entra token for the AWS audience could not be obtained."""
 
     http_status = 502
+    retryable = True
 
 
 class StsError(BridgeError):
@@ -135,6 +136,11 @@ class LandingError(BridgeError):
     """Blob Storage refused or failed a write, or the landed window does not match its manifest."""
 
     http_status = 502
+    retryable = True
+
+    def __init__(self, message: str, *, retryable: bool = True, **kw: Any) -> None:
+        self.retryable = retryable
+        super().__init__(message, **kw)
 
 
 class ConflictError(BridgeError):

@@ -22,13 +22,13 @@ import tenacity
 
 from shared.catalog import Source
 from shared.errors import BridgeError, GatewayError, PageFormatError, UnsafeUrlError
-from shared.pagination import PageRequest, Paginator
+from shared.pagination import PageContext, PageRequest, Paginator
 from shared.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-MAX_PAGE_BYTES = 64 * 1024 * 1024
 _RETRYABLE_STATUS = {429, 502, 503, 504}
+_URL_CURSORS = ("next_url", "link_header")
 _REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-apigw-id")
 
 
@@ -99,11 +99,13 @@ class GatewayClient:
             before_sleep=lambda state: self._log_retry(state, number),
             reraise=True,
         )
-        page = retrying(self._attempt, page_request, number, attempts)
+        page = retrying(self._attempt, page_request, cursor, number, attempts)
         page.attempts = attempts.count
         return page
 
-    def _attempt(self, page_request: PageRequest, number: int, attempts: _Attempts) -> Page:
+    def _attempt(
+        self, page_request: PageRequest, cursor: str | None, number: int, attempts: _Attempts
+    ) -> Page:
         attempts.count += 1
         self._limiter.acquire()
         request = self._build(page_request)
@@ -131,16 +133,21 @@ class GatewayClient:
                 retryable=True,
             ) from None
         try:
-            records, next_cursor = self._paginator.parse(document, dict(response.headers))
+            records, next_cursor = self._paginator.parse(
+                PageContext(document, dict(response.headers), str(request.url), cursor)
+            )
+            if next_cursor is not None and self._source.pagination.type in _URL_CURSORS:
+                self._check_origin(next_cursor)
         except PageFormatError as exc:
             exc.source, exc.page, exc.request_id = self._source.name, number, request_id
             raise
-        log.debug(
-            "page %d of %s: %d records, request id %s (run %s, instance %s)",
+        log.info(
+            "page %d of %s: %d records, request id %s, apigw id %s (run %s, instance %s)",
             number,
             self._source.name,
             len(records),
             request_id,
+            response.headers.get("x-amz-apigw-id"),
             self._run.pipeline_run_id,
             self._run.instance_id,
         )
@@ -154,11 +161,14 @@ class GatewayClient:
             query = urlencode({**self._base_params, **page_request.params})
             url = f"{self._source.endpoint}?{query}" if query else self._source.endpoint
         headers = {
+            **page_request.headers,
             "x-correlation-id": self._run.pipeline_run_id,
             "traceparent": f"00-{self._run.trace_id}-{secrets.token_hex(8)}-01",
             "accept": "application/json",
         }
-        return self._http.build_request(self._source.method, url, headers=headers)
+        policy = self._source.retry
+        timeout = httpx.Timeout(policy.read_timeout_seconds, connect=policy.connect_timeout_seconds)
+        return self._http.build_request(self._source.method, url, headers=headers, timeout=timeout)
 
     def _check_origin(self, url: str) -> None:
         parts = urlsplit(url)
@@ -172,10 +182,11 @@ class GatewayClient:
             )
 
     def _read(self, response: httpx.Response, number: int) -> bytes:
+        cap = self._source.pagination.max_page_bytes
         declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_PAGE_BYTES:
+        if declared and declared.isdigit() and int(declared) > cap:
             raise PageFormatError(
-                f"page declares {declared} bytes, over the {MAX_PAGE_BYTES}-byte cap",
+                f"page declares {declared} bytes, over the {cap}-byte cap (pagination.max_page_bytes)",
                 source=self._source.name,
                 page=number,
                 request_id=_request_id(response),
@@ -184,9 +195,9 @@ class GatewayClient:
         try:
             for chunk in response.iter_bytes():
                 total += len(chunk)
-                if total > MAX_PAGE_BYTES:
+                if total > cap:
                     raise PageFormatError(
-                        f"page is larger than the {MAX_PAGE_BYTES}-byte cap",
+                        f"page is larger than the {cap}-byte cap (pagination.max_page_bytes)",
                         source=self._source.name,
                         page=number,
                         request_id=_request_id(response),

@@ -8,8 +8,9 @@ randomness. All work happens in activities, whose inputs and outputs are small a
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from shared.contracts import (
     PlanResult,
 )
 from shared.credentials import session_name_for
-from shared.errors import PaginationError
+from shared.errors import BridgeError, PaginationError
 from shared.gateway import RunContext
 from shared.landing import MANIFEST, SUCCESS
 from shared.runner import Engine, JournalStore
@@ -41,6 +42,33 @@ INGEST_ORCHESTRATOR = "ingest_orchestrator"
 PLAN_WINDOW = "plan_window"
 FETCH_PART = "fetch_part"
 FINALIZE = "finalize"
+
+
+class RunFailed(Exception):
+    """An activity reported a permanent failure; the orchestration ends with its message."""
+
+
+def _settled(result: Any) -> Any:
+    """An activity's result, or the permanent failure it reported, raised in the orchestrator."""
+    if isinstance(result, dict) and set(result) == {"error"}:
+        raise RunFailed(result["error"])
+    return result
+
+
+def activity(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Report permanent errors as a result, so Durable's RetryOptions only retry transient ones."""
+
+    @functools.wraps(fn)
+    def run(payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return fn(payload)
+        except BridgeError as exc:
+            if exc.retryable:
+                raise
+            log.error("%s failed permanently: %s", fn.__name__, exc)
+            return {"error": str(exc)}
+
+    return run
 
 
 # --- starting a run ---------------------------------------------------------------------------
@@ -94,13 +122,15 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
     )
     if not state.planned:
         plan = PlanResult.model_validate(
-            (
-                yield context.call_activity_with_retry(
-                    PLAN_WINDOW,
-                    retry,
-                    PlanInput(
-                        source=state.source, window=state.window, mode=state.mode, dry_run=state.dry_run
-                    ).model_dump(),
+            _settled(
+                (
+                    yield context.call_activity_with_retry(
+                        PLAN_WINDOW,
+                        retry,
+                        PlanInput(
+                            source=state.source, window=state.window, mode=state.mode, dry_run=state.dry_run
+                        ).model_dump(),
+                    )
                 )
             )
         )
@@ -114,24 +144,26 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
     while True:
         _report(context, state)
         result = FetchPartResult.model_validate(
-            (
-                yield context.call_activity_with_retry(
-                    FETCH_PART,
-                    retry,
-                    FetchPartInput(
-                        source=state.source,
-                        window=state.window,
-                        prefix=state.prefix or "",
-                        part_index=state.next_part,
-                        cursor=state.cursor,
-                        pages_before=state.pages,
-                        pipeline_run_id=state.pipeline_run_id,
-                        pipeline_name=state.pipeline_name,
-                        instance_id=context.instance_id,
-                        role_arn=state.role_arn,
-                        session_name=state.session_name,
-                        max_pages=1 if state.dry_run else None,
-                    ).model_dump(),
+            _settled(
+                (
+                    yield context.call_activity_with_retry(
+                        FETCH_PART,
+                        retry,
+                        FetchPartInput(
+                            source=state.source,
+                            window=state.window,
+                            prefix=state.prefix or "",
+                            part_index=state.next_part,
+                            cursor=state.cursor,
+                            pages_before=state.pages,
+                            pipeline_run_id=state.pipeline_run_id,
+                            pipeline_name=state.pipeline_name,
+                            instance_id=context.instance_id,
+                            role_arn=state.role_arn,
+                            session_name=state.session_name,
+                            max_pages=1 if state.dry_run else None,
+                        ).model_dump(),
+                    )
                 )
             )
         )
@@ -149,8 +181,12 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
             return {}
 
     _report(context, state)
-    summary = yield context.call_activity_with_retry(
-        FINALIZE, retry, FinalizeInput(state=state, instance_id=context.instance_id).model_dump()
+    summary = _settled(
+        (
+            yield context.call_activity_with_retry(
+                FINALIZE, retry, FinalizeInput(state=state, instance_id=context.instance_id).model_dump()
+            )
+        )
     )
     return dict(summary)
 
@@ -169,6 +205,7 @@ def _report(context: df.DurableOrchestrationContext, state: IngestState) -> None
 # --- activities -------------------------------------------------------------------------------
 
 
+@activity
 def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
     """Decide where the window lands; in skip-if-complete mode return the existing result if landed."""
     plan = PlanInput.model_validate(payload)
@@ -191,6 +228,7 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
     return PlanResult(prefix=prefix, complete=False).model_dump()
 
 
+@activity
 def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     """Fetch up to a part's worth of pages from the cursor and land them as one part."""
     job = FetchPartInput.model_validate(payload)
@@ -244,6 +282,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     ).model_dump()
 
 
+@activity
 def finalize(payload: dict[str, Any]) -> dict[str, Any]:
     """Write the manifest, remove parts no attempt of this run committed, then write `_SUCCESS`."""
     job = FinalizeInput.model_validate(payload)

@@ -1,24 +1,43 @@
 """Pagination strategies: where records sit in a page, and what the next request is.
 
-A cursor is a plain string (or None for the first page), small and secret-free, so it can be
-checkpointed in durable history between parts.
+A cursor is a plain string (None for the first page): a token, an absolute URL, an offset, a
+page number or the last record's id. It is small and secret-free, so it is checkpointed in
+durable history between parts. Each strategy also knows when a window is exhausted: no next
+link, a short page, or the total the API reported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urljoin
 
 from shared.catalog import Pagination, Source
 from shared.errors import PageFormatError
 
+_LINK = re.compile(r"<([^>]*)>([^,<]*)")
+_REL = re.compile(r"""(?i);\s*rel\s*=\s*"?([^";]+)"?""")
+
 
 @dataclass(frozen=True)
 class PageRequest:
-    """The query parameters (beyond the window and static params) of one page request."""
+    """What to send for one page, beyond the window and the source's static params."""
 
-    params: dict[str, str]
-    url: str | None = None  # an absolute URL given by the API, when it supplies one
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    url: str | None = None  # an absolute URL the API handed out; sent as-is
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What a strategy may look at to find the next page."""
+
+    body: Any
+    headers: dict[str, str]
+    url: str
+    cursor: str | None
 
 
 class Paginator(Protocol):
@@ -26,7 +45,7 @@ class Paginator(Protocol):
 
     def request(self, cursor: str | None) -> PageRequest: ...
 
-    def parse(self, body: Any, headers: dict[str, str]) -> tuple[list[Any], str | None]:
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
         """Records of the page and the cursor of the next one (None when this was the last)."""
         ...
 
@@ -43,59 +62,177 @@ def lookup(body: Any, path: str, what: str, *, required: bool = True) -> Any:
     return node
 
 
-def _records(body: Any, config: Pagination) -> list[Any]:
-    records = lookup(body, config.records_path, "record list")
-    if not isinstance(records, list):
-        raise PageFormatError(
-            f"{config.records_path or 'page body'} is a {type(records).__name__}, expected a list",
-            retryable=False,
-        )
-    return records
-
-
-class NextTokenPaginator:
-    """The body carries an opaque token; it goes back as a query parameter."""
-
+class _Strategy(ABC):
     def __init__(self, config: Pagination) -> None:
-        self._config = config
+        self.config = config
+
+    @abstractmethod
+    def request(self, cursor: str | None) -> PageRequest: ...
+
+    @abstractmethod
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]: ...
+
+    def _sized(self, params: dict[str, str] | None = None) -> dict[str, str]:
+        sized = dict(params or {})
+        if self.config.page_size_param:
+            sized[self.config.page_size_param] = str(self.config.page_size)
+        return sized
+
+    def _records(self, body: Any) -> list[Any]:
+        records = lookup(body, self.config.records_path, "record list")
+        if not isinstance(records, list):
+            where = self.config.records_path or "page body"
+            raise PageFormatError(f"{where} is a {type(records).__name__}, expected a list", retryable=False)
+        return records
+
+    def _short(self, records: list[Any]) -> bool:
+        """A page shorter than asked for is the last one (only meaningful when we set the size)."""
+        return bool(self.config.page_size_param) and len(records) < self.config.page_size
+
+    def _int_at(self, body: Any, path: str, what: str) -> int | None:
+        if not path:
+            return None
+        value = lookup(body, path, what, required=False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PageFormatError(f"{what} at {path!r} is not an integer", retryable=False)
+        return value
+
+
+class NextTokenPaginator(_Strategy):
+    """The body carries an opaque token; it goes back as a query parameter or a header."""
 
     def request(self, cursor: str | None) -> PageRequest:
-        params = {}
-        if self._config.page_size_param:
-            params[self._config.page_size_param] = str(self._config.page_size)
-        if cursor is not None:
-            params[self._config.token_param] = cursor
-        return PageRequest(params)
+        if cursor is None:
+            return PageRequest(self._sized())
+        if self.config.token_in == "header":  # noqa: S105 - a location, not a secret
+            return PageRequest(self._sized(), headers={self.config.token_param: cursor})
+        return PageRequest(self._sized({self.config.token_param: cursor}))
 
-    def parse(self, body: Any, headers: dict[str, str]) -> tuple[list[Any], str | None]:
-        records = _records(body, self._config)
-        token = lookup(body, self._config.token_path, "next token", required=False)
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
+        records = self._records(page.body)
+        token = lookup(page.body, self.config.token_path, "next token", required=False)
         if token is None or token == "":
             return records, None
-        if not isinstance(token, str | int):
+        if isinstance(token, bool) or not isinstance(token, str | int):
             raise PageFormatError(
-                f"next token at {self._config.token_path!r} is not a string", retryable=False
+                f"next token at {self.config.token_path!r} is not a string", retryable=False
             )
         return records, str(token)
 
 
-class SinglePagePaginator:
-    """The whole window comes back in one response."""
-
-    def __init__(self, config: Pagination) -> None:
-        self._config = config
+class NextUrlPaginator(_Strategy):
+    """The body carries the absolute (or relative) URL of the next page."""
 
     def request(self, cursor: str | None) -> PageRequest:
-        return PageRequest({})
+        return PageRequest(self._sized()) if cursor is None else PageRequest(url=cursor)
 
-    def parse(self, body: Any, headers: dict[str, str]) -> tuple[list[Any], str | None]:
-        return _records(body, self._config), None
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
+        records = self._records(page.body)
+        link = lookup(page.body, self.config.next_url_path, "next link", required=False)
+        if not link:
+            return records, None
+        if not isinstance(link, str):
+            raise PageFormatError(
+                f"next link at {self.config.next_url_path!r} is not a string", retryable=False
+            )
+        return records, urljoin(page.url, link)
+
+
+class LinkHeaderPaginator(_Strategy):
+    """RFC 8288: `Link: <url>; rel="next"` while more pages exist."""
+
+    def request(self, cursor: str | None) -> PageRequest:
+        return PageRequest(self._sized()) if cursor is None else PageRequest(url=cursor)
+
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
+        records = self._records(page.body)
+        header = next((v for k, v in page.headers.items() if k.lower() == "link"), "")
+        for target, params in _LINK.findall(header):
+            rel = _REL.search(params)
+            if rel and "next" in rel.group(1).lower().split():
+                return records, urljoin(page.url, target.strip())
+        return records, None
+
+
+class OffsetPaginator(_Strategy):
+    """Client-driven offset/limit; stops on a short page or when the reported total is reached."""
+
+    def request(self, cursor: str | None) -> PageRequest:
+        return PageRequest(self._sized({self.config.offset_param: cursor or "0"}))
+
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
+        records = self._records(page.body)
+        offset = int(page.cursor or 0) + len(records)
+        total = self._int_at(page.body, self.config.total_path, "total")
+        if not records or self._short(records) or (total is not None and offset >= total):
+            return records, None
+        return records, str(offset)
+
+
+class PageNumberPaginator(_Strategy):
+    """Client-driven page numbers; stops on a short page or at the reported page count."""
+
+    def request(self, cursor: str | None) -> PageRequest:
+        return PageRequest(self._sized({self.config.page_param: cursor or str(self.config.first_page)}))
+
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
+        records = self._records(page.body)
+        number = int(page.cursor or self.config.first_page)
+        pages = self._int_at(page.body, self.config.total_pages_path, "page count")
+        if not records or self._short(records) or (pages is not None and number >= pages):
+            return records, None
+        return records, str(number + 1)
+
+
+class CursorPaginator(_Strategy):
+    """The next page starts after the last record seen (`after=<id>`)."""
+
+    def request(self, cursor: str | None) -> PageRequest:
+        return PageRequest(
+            self._sized() if cursor is None else self._sized({self.config.cursor_param: cursor})
+        )
+
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
+        records = self._records(page.body)
+        more = (
+            lookup(page.body, self.config.has_more_path, "has-more flag", required=False)
+            if self.config.has_more_path
+            else None
+        )
+        if not records or more is False or (more is None and self._short(records)):
+            return records, None
+        last = records[-1]
+        if not isinstance(last, dict) or last.get(self.config.cursor_field) in (None, ""):
+            raise PageFormatError(
+                f"last record has no {self.config.cursor_field!r} to continue from", retryable=False
+            )
+        return records, str(last[self.config.cursor_field])
+
+
+class SinglePagePaginator(_Strategy):
+    """The whole window comes back in one response."""
+
+    def request(self, cursor: str | None) -> PageRequest:
+        return PageRequest()
+
+    def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
+        return self._records(page.body), None
+
+
+_STYLES: dict[str, type[_Strategy]] = {
+    "next_token": NextTokenPaginator,
+    "next_url": NextUrlPaginator,
+    "link_header": LinkHeaderPaginator,
+    "offset": OffsetPaginator,
+    "page_number": PageNumberPaginator,
+    "cursor": CursorPaginator,
+    "none": SinglePagePaginator,
+}
 
 
 def paginator_for(source: Source) -> Paginator:
     """The strategy the catalog selects for the source."""
-    styles: dict[str, type[NextTokenPaginator] | type[SinglePagePaginator]] = {
-        "next_token": NextTokenPaginator,
-        "none": SinglePagePaginator,
-    }
-    return styles[source.pagination.type](source.pagination)
+    strategy: Paginator = _STYLES[source.pagination.type](source.pagination)
+    return strategy

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures import App
 
 from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack, orders_source
 from shared import runtime
+
+from fixtures import App
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +30,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def cloud(stack: Stack) -> Iterator[Any]:
     """The stand-ins, with observations, faults and limits reset for this test."""
     gateway = stack.cloud.gateway
+    gateway.wait_idle()
     gateway.reset_observations()
     gateway.clear_faults()
     gateway.set_rate_limit(None)

@@ -15,10 +15,11 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from fixtures import HOUR, App
 
 import function_app
 from localcloud.durablehost import DurableHost
+
+from fixtures import HOUR, App
 
 # get_functions() indexes the app and may be called once per process, as the worker does.
 INDEXED = {fn.get_function_name(): fn for fn in function_app.app.get_functions()}

@@ -461,6 +461,7 @@ def test_token_bucket_refills_at_the_configured_rate() -> None:
 @pytest.mark.parametrize(
     ("status", "error_type", "retry_after"),
     [
+        (404, "NotFoundException", None),
         (500, "InternalServerErrorException", None),
         (502, "BadGatewayException", None),
         (503, "ServiceUnavailableException", 3),
@@ -606,7 +607,7 @@ def test_request_log_records_tracing_headers(orders: GatewayServer, signed_get: 
     assert orders.requests == [] and orders.count() == 0
 
 
-def test_max_concurrency_observed(orders: GatewayServer, http: httpx.Client, signed_get: SignedGet) -> None:
+def test_max_concurrency_observed(orders: GatewayServer, signed_get: SignedGet) -> None:
     orders.latency_ms = 150
     start_together = threading.Barrier(4)
 

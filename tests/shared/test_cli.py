@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from fixtures import HOUR, App
-
 from localcloud.azurite import free_port
 from shared.verify import read_records, verify_window
+
+from fixtures import HOUR, App
 
 
 def test_ingest_lands_every_served_record_exactly_once(app: App) -> None:

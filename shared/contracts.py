@@ -85,6 +85,11 @@ class IngestState(_Edge):
     # Progress, checkpointed in history:
     planned: bool = False
     prefix: str | None = None
+    generation: int = 1
+    folder: str = ""
+    previous_folder: str | None = None
+    manifest_etag: str | None = None
+    fetched: bool = False
     cursor: str | None = None
     next_part: int = 0
     pages: int = 0
@@ -97,6 +102,7 @@ class FetchPartInput(_Edge):
     source: str
     window: dict[str, str]
     prefix: str
+    folder: str = ""
     part_index: int
     cursor: str | None
     pages_before: int
@@ -123,10 +129,25 @@ class PlanInput(_Edge):
     dry_run: bool
 
 
+class Resume(_Edge):
+    """Where a window's walk stands according to parts an earlier attempt committed."""
+
+    next_part: int
+    cursor: str | None
+    pages: int
+    done: bool
+    parts: list[dict[str, Any]]
+
+
 class PlanResult(_Edge):
     prefix: str
     complete: bool
     summary: dict[str, Any] | None = None
+    generation: int = 1
+    folder: str = ""
+    previous_folder: str | None = None
+    manifest_etag: str | None = None
+    resume: Resume | None = None
 
 
 class FinalizeInput(_Edge):

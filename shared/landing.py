@@ -14,9 +14,16 @@ import hashlib
 import json
 import zlib
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.errors import LandingError
@@ -38,6 +45,8 @@ class PartInfo:
     sha256: str
     first_request_id: str | None
     last_request_id: str | None
+    started_at: str
+    finished_at: str
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,12 +56,32 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.jsonl.gz"
 
 
+def generation_folder(generation: int) -> str:
+    """Where a generation's parts live, relative to the window folder: the first at its root."""
+    return "" if generation <= 1 else f"gen-{generation:04d}/"
+
+
+def encode_checkpoint(document: dict[str, Any]) -> str:
+    """A JSON document as a blob metadata value (ASCII only)."""
+    return base64.urlsafe_b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
+
+
+def decode_checkpoint(value: str) -> dict[str, Any] | None:
+    try:
+        document = json.loads(base64.urlsafe_b64decode(value.encode()))
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
 class PartWriter:
     """Streams records into one gzip JSONL part as staged blocks; `commit` makes it visible."""
 
-    def __init__(self, container: ContainerClient, blob_path: str, metadata: dict[str, str]) -> None:
-        self._blob = container.get_blob_client(blob_path)
+    def __init__(self, container: ContainerClient, prefix: str, name: str, metadata: dict[str, str]) -> None:
+        self._blob = container.get_blob_client(f"{prefix}/{name}")
+        self.name = name
         self._metadata = metadata
+        self._started = _now()
         self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip container
         self._buffer = bytearray()
         self._blocks: list[BlobBlock] = []
@@ -79,29 +108,37 @@ class PartWriter:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
 
-    def commit(self) -> PartInfo:
-        """Flush, stage the last block and commit the block list in one call."""
+    def commit(self, checkpoint: dict[str, Any]) -> PartInfo:
+        """Flush, stage the last block and commit the block list in one call.
+
+        The part's own manifest entry and `checkpoint` (where the walk goes on after it) ride
+        along as metadata, so a later run can resume from what was landed.
+        """
         self._buffer += self._compressor.flush()
         if self._buffer:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
-        try:
-            self._blob.commit_block_list(
-                self._blocks,
-                content_settings=ContentSettings(content_type="application/gzip"),
-                metadata=self._metadata,
-            )
-        except AzureError as exc:
-            raise LandingError(f"could not commit {self._blob.blob_name}: {_reason(exc)}") from None
-        return PartInfo(
-            name=self._blob.blob_name.rsplit("/", 1)[-1],
+        info = PartInfo(
+            name=self.name,
             records=self.records,
             bytes=self.compressed,
             uncompressed_bytes=self.uncompressed,
             sha256=self._sha.hexdigest(),
             first_request_id=self.first_request_id,
             last_request_id=self.last_request_id,
+            started_at=self._started,
+            finished_at=_now(),
         )
+        metadata = {**self._metadata, "checkpoint": encode_checkpoint({**checkpoint, "part": info.to_json()})}
+        try:
+            self._blob.commit_block_list(
+                self._blocks,
+                content_settings=ContentSettings(content_type="application/gzip"),
+                metadata=metadata,
+            )
+        except AzureError as exc:
+            raise LandingError(f"could not commit {self._blob.blob_name}: {_reason(exc)}") from None
+        return info
 
     def _stage(self, data: bytes) -> None:
         block_id = base64.b64encode(f"{len(self._blocks):08d}".encode()).decode()
@@ -146,26 +183,69 @@ class Landing:
             ) from None
         self._checked = True
 
-    def part_writer(self, prefix: str, index: int, metadata: dict[str, str]) -> PartWriter:
+    def part_writer(self, prefix: str, folder: str, index: int, metadata: dict[str, str]) -> PartWriter:
         self.ensure_container()
-        return PartWriter(self._container, f"{prefix}/{part_name(index)}", metadata)
+        return PartWriter(self._container, prefix, f"{folder}{part_name(index)}", metadata)
 
-    def write_json(self, path: str, document: dict[str, Any]) -> None:
-        self._upload(path, json.dumps(document, indent=2, sort_keys=True).encode(), "application/json")
+    def landed_parts(self, prefix: str, folder: str) -> list[tuple[str, dict[str, Any] | None]]:
+        """Committed parts directly in a generation folder, by name, with their checkpoints."""
+        start = f"{prefix}/{folder}"
+        try:
+            blobs = list(self._container.list_blobs(name_starts_with=start + "part-", include=["metadata"]))
+        except AzureError as exc:
+            raise LandingError(f"could not list {start}: {_reason(exc)}") from None
+        parts = []
+        for blob in sorted(blobs, key=lambda b: b.name):
+            relative = blob.name[len(prefix) + 1 :]
+            if relative.count("/") != folder.count("/"):
+                continue
+            raw = (blob.metadata or {}).get("checkpoint")
+            parts.append((relative, decode_checkpoint(raw) if raw else None))
+        return parts
+
+    def write_json(
+        self, path: str, document: dict[str, Any], *, etag: str | None = None, new: bool = False
+    ) -> str:
+        """Write a JSON blob; with `etag` only over that version, with `new` only if absent.
+
+        Returns the new ETag. A lost condition means another writer got there first.
+        """
+        condition: dict[str, Any] = {}
+        if etag is not None:
+            condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        elif new:
+            condition = {"match_condition": MatchConditions.IfMissing}
+        try:
+            return self._upload(
+                path, json.dumps(document, indent=2, sort_keys=True).encode(), "application/json", **condition
+            )
+        except ResourceModifiedError:
+            raise LandingError(
+                f"{path} was changed by another writer meanwhile; not overwriting it", retryable=False
+            ) from None
+        except ResourceExistsError:
+            raise LandingError(
+                f"{path} was created by another writer meanwhile; not overwriting it", retryable=False
+            ) from None
+
+    def read_json_versioned(self, path: str) -> tuple[dict[str, Any] | None, str | None]:
+        """A JSON blob and its ETag, or (None, None) if absent."""
+        try:
+            downloader = self._container.get_blob_client(path).download_blob()
+            data = downloader.readall()
+        except ResourceNotFoundError:
+            return None, None
+        except AzureError as exc:
+            raise LandingError(f"could not read {path}: {_reason(exc)}") from None
+        document = json.loads(data)
+        return (document if isinstance(document, dict) else None), downloader.properties.etag
 
     def write_success(self, prefix: str, document: dict[str, Any]) -> None:
         """The success marker; written after the manifest, it is what downstream steps wait for."""
         self._upload(f"{prefix}/{SUCCESS}", json.dumps(document, sort_keys=True).encode(), "application/json")
 
     def read_json(self, path: str) -> dict[str, Any] | None:
-        try:
-            data = self._container.get_blob_client(path).download_blob().readall()
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise LandingError(f"could not read {path}: {_reason(exc)}") from None
-        document = json.loads(data)
-        return document if isinstance(document, dict) else None
+        return self.read_json_versioned(path)[0]
 
     def exists(self, path: str) -> bool:
         try:
@@ -195,14 +275,17 @@ class Landing:
         except AzureError as exc:
             raise LandingError(f"could not delete {path}: {_reason(exc)}") from None
 
-    def _upload(self, path: str, data: bytes, content_type: str) -> None:
+    def _upload(self, path: str, data: bytes, content_type: str, **condition: Any) -> str:
         self.ensure_container()
         try:
-            self._container.get_blob_client(path).upload_blob(
-                data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+            result = self._container.get_blob_client(path).upload_blob(
+                data, overwrite=True, content_settings=ContentSettings(content_type=content_type), **condition
             )
+        except (ResourceModifiedError, ResourceExistsError):
+            raise
         except AzureError as exc:
             raise LandingError(f"could not write {path}: {_reason(exc)}") from None
+        return str(result.get("etag", ""))
 
 
 def blob_service(connection_string: str | None, account_url: str | None) -> BlobServiceClient:
@@ -215,6 +298,10 @@ def blob_service(connection_string: str | None, account_url: str | None) -> Blob
     from shared.credentials import entra_credential
 
     return BlobServiceClient(account_url or "", credential=entra_credential(), **options)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _reason(exc: AzureError) -> str:

@@ -27,11 +27,12 @@ from shared.contracts import (
     IngestState,
     PlanInput,
     PlanResult,
+    Resume,
 )
 from shared.credentials import session_name_for
 from shared.errors import BridgeError, PaginationError
 from shared.gateway import RunContext
-from shared.landing import MANIFEST, SUCCESS
+from shared.landing import MANIFEST, SUCCESS, Landing, generation_folder, part_name
 from shared.runner import Engine, JournalStore
 from shared.runtime import Runtime, current
 from shared.window import Window, isoformat
@@ -138,10 +139,15 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
             return plan.summary
         state.planned = True
         state.prefix = plan.prefix
+        state.generation, state.folder = plan.generation, plan.folder
+        state.previous_folder, state.manifest_etag = plan.previous_folder, plan.manifest_etag
         state.started_at = isoformat(context.current_utc_datetime)
+        if plan.resume is not None:
+            state.next_part, state.cursor = plan.resume.next_part, plan.resume.cursor
+            state.pages, state.parts, state.fetched = plan.resume.pages, plan.resume.parts, plan.resume.done
 
     parts_this_execution = 0
-    while True:
+    while not state.fetched:
         _report(context, state)
         result = FetchPartResult.model_validate(
             _settled(
@@ -153,6 +159,7 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
                             source=state.source,
                             window=state.window,
                             prefix=state.prefix or "",
+                            folder=state.folder,
                             part_index=state.next_part,
                             cursor=state.cursor,
                             pages_before=state.pages,
@@ -174,6 +181,7 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
             state.next_part += 1
             parts_this_execution += 1
         if result.done or state.dry_run:
+            state.fetched = True
             break
         if parts_this_execution >= state.parts_per_execution:
             state.executions += 1
@@ -207,7 +215,12 @@ def _report(context: df.DurableOrchestrationContext, state: IngestState) -> None
 
 @activity
 def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
-    """Decide where the window lands; in skip-if-complete mode return the existing result if landed."""
+    """Decide where the window lands and whether there is anything to do.
+
+    skip-if-complete: a window with `_SUCCESS` is returned as it is. replace: a new generation
+    is landed beside the current one, which stays readable until the manifest switches. Either
+    way, parts an earlier attempt committed in the target generation are resumed from.
+    """
     plan = PlanInput.model_validate(payload)
     runtime = current()
     source = runtime.source(plan.source)
@@ -215,17 +228,60 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
     prefix = window_prefix(runtime, source.name, window, dry_run=plan.dry_run)
     landing = runtime.landing_for(source)
     landing.ensure_container()
-    if plan.mode == "skip-if-complete" and not plan.dry_run and landing.exists(f"{prefix}/{SUCCESS}"):
-        manifest = landing.read_json(f"{prefix}/{MANIFEST}")
-        if manifest is not None:
-            log.info("window %s already landed; skipping", prefix)
-            return PlanResult(
-                prefix=prefix, complete=True, summary=summarize(manifest, skipped=True)
-            ).model_dump()
-    if plan.mode == "replace" or plan.dry_run:
-        # The old marker goes first, so no reader pairs it with parts being rewritten.
-        landing.delete(f"{prefix}/{SUCCESS}")
-    return PlanResult(prefix=prefix, complete=False).model_dump()
+    if plan.dry_run:
+        return PlanResult(prefix=prefix, complete=False).model_dump()
+    manifest, etag = landing.read_json_versioned(f"{prefix}/{MANIFEST}")
+    complete = manifest is not None and landing.exists(f"{prefix}/{SUCCESS}")
+    if complete and plan.mode == "skip-if-complete":
+        log.info("window %s already landed; skipping", prefix)
+        return PlanResult(
+            prefix=prefix, complete=True, summary=summarize(manifest or {}, skipped=True)
+        ).model_dump()
+    current_generation = int((manifest or {}).get("generation", 1))
+    previous: str | None
+    if complete:  # replace: land the next generation beside the published one
+        generation, previous = current_generation + 1, generation_folder(current_generation)
+    elif manifest is not None:  # a manifest never published by _SUCCESS: finish that generation
+        generation, previous = current_generation, (manifest or {}).get("previousFolder")
+    else:
+        generation, previous = 1, None
+    folder = generation_folder(generation)
+    return PlanResult(
+        prefix=prefix,
+        complete=False,
+        generation=generation,
+        folder=folder,
+        previous_folder=previous,
+        manifest_etag=etag,
+        resume=_resume_point(landing.landed_parts(prefix, folder), plan.window, folder),
+    ).model_dump()
+
+
+def _resume_point(
+    landed: list[tuple[str, dict[str, Any] | None]], window: dict[str, str], folder: str
+) -> Resume | None:
+    """The longest run of parts 0..n-1 committed for this window, and where the walk went on after it."""
+    chain: list[dict[str, Any]] = []
+    for name, checkpoint in landed:
+        if (
+            checkpoint is None
+            or name != f"{folder}{part_name(len(chain))}"
+            or checkpoint.get("window") != window
+            or not isinstance(checkpoint.get("part"), dict)
+        ):
+            break
+        chain.append(checkpoint)
+    if not chain:
+        return None
+    last = chain[-1]
+    log.info("resuming after %d landed parts", len(chain))
+    return Resume(
+        next_part=len(chain),
+        cursor=last.get("next_cursor"),
+        pages=int(last.get("pages_after", 0)),
+        done=bool(last.get("done")),
+        parts=[c["part"] for c in chain],
+    )
 
 
 @activity
@@ -240,6 +296,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     client = runtime.gateway_client(source, window, run, session)
     writer = runtime.landing_for(source).part_writer(
         job.prefix,
+        job.folder,
         job.part_index,
         {
             "source": source.name,
@@ -276,7 +333,13 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
             )
         seen.add(page.next_cursor)
         cursor = page.next_cursor
-    part = writer.commit().to_json() if writer.records else None
+    checkpoint = {
+        "window": job.window,
+        "next_cursor": None if done else cursor,
+        "pages_after": number,
+        "done": done,
+    }
+    part = writer.commit(checkpoint).to_json() if writer.records else None
     return FetchPartResult(
         part=part, next_cursor=None if done else cursor, done=done, pages=pages, records=writer.records
     ).model_dump()
@@ -291,12 +354,7 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
     source = runtime.source(state.source)
     landing = runtime.landing_for(source)
     prefix = state.prefix or ""
-    listed = {part["name"] for part in state.parts}
-    for name in landing.list_names(prefix):
-        leaf = name.rsplit("/", 1)[-1]
-        if leaf.startswith("part-") and leaf not in listed:
-            log.info("removing stray part %s left by an earlier attempt", name)
-            landing.delete(name)
+    _remove_unlisted_parts(landing, prefix, state)
     totals = {
         "parts": len(state.parts),
         "records": sum(int(p["records"]) for p in state.parts),
@@ -316,15 +374,39 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "sessionName": state.session_name,
         "container": landing.container_name,
         "prefix": prefix,
+        "generation": state.generation,
+        "generationFolder": state.folder,
+        "previousFolder": state.previous_folder,
         "parts": state.parts,
         "totals": totals,
         "startedAt": state.started_at,
         "finishedAt": isoformat(datetime.now(UTC)),
         "appVersion": __version__,
     }
-    landing.write_json(f"{prefix}/{MANIFEST}", manifest)
+    # Conditional on the manifest we planned against: a second writer loses instead of mixing.
+    landing.write_json(
+        f"{prefix}/{MANIFEST}",
+        manifest,
+        etag=None if state.dry_run else state.manifest_etag,
+        new=not state.dry_run and state.manifest_etag is None,
+    )
     landing.write_success(prefix, {"manifest": MANIFEST, "records": totals["records"]})
     return summarize(manifest, skipped=False)
+
+
+def _remove_unlisted_parts(landing: Landing, prefix: str, state: IngestState) -> None:
+    """Strays of this generation, and generations older than the one readers may still be reading."""
+    listed = {part["name"] for part in state.parts}
+    keep = {state.folder, state.previous_folder}
+    for name in landing.list_names(prefix):
+        relative = name[len(prefix) + 1 :]
+        leaf = relative.rsplit("/", 1)[-1]
+        if not leaf.startswith("part-"):
+            continue
+        folder = relative[: len(relative) - len(leaf)]
+        if (folder == state.folder and relative not in listed) or folder not in keep:
+            log.info("removing %s (not part of the generation being published)", name)
+            landing.delete(name)
 
 
 def window_prefix(runtime: Runtime, source: str, window: Window, *, dry_run: bool = False) -> str:

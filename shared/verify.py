@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,10 +49,10 @@ def verify_window(landing: Landing, prefix: str) -> Verification:
         report.problems.append(f"{prefix}/{MANIFEST} is missing")
         return report
     listed = {part["name"] for part in manifest["parts"]}
-    for name in landing.list_names(prefix):
-        leaf = name.rsplit("/", 1)[-1]
-        if leaf.startswith("part-") and leaf not in listed:
-            report.problems.append(f"{leaf} is in the folder but not in the manifest")
+    folder = manifest.get("generationFolder", "")
+    for name, _ in landing.landed_parts(prefix, folder):
+        if name not in listed:
+            report.problems.append(f"{name} is in the generation folder but not in the manifest")
     for part in manifest["parts"]:
         path = f"{prefix}/{part['name']}"
         if not landing.exists(path):
@@ -63,7 +64,11 @@ def verify_window(landing: Landing, prefix: str) -> Verification:
             report.problems.append(f"{part['name']} sha256 {digest} != manifest {part['sha256']}")
         if len(data) != part["bytes"]:
             report.problems.append(f"{part['name']} is {len(data)} bytes, manifest says {part['bytes']}")
-        records = sum(1 for _ in _lines(data))
+        try:
+            records = sum(1 for _ in _lines(data))
+        except (OSError, EOFError, zlib.error) as exc:
+            report.problems.append(f"{part['name']} is not readable gzip: {exc}")
+            records = 0
         if records != part["records"]:
             report.problems.append(f"{part['name']} holds {records} records, manifest says {part['records']}")
         report.parts += 1

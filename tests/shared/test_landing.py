@@ -1,0 +1,188 @@
+"""Landing that downstream steps can trust: generations, conditional publication, resume, verify."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from localcloud import Fault
+from localcloud.stack import orders_source
+from shared import runtime
+from shared.contracts import FinalizeInput, IngestState
+from shared.orchestration import finalize, plan_window
+from shared.verify import read_records, verify_window
+
+from fixtures import HOUR, App
+
+PREFIX = "dev/orders/20240101T000000Z_20240101T010000Z"
+
+
+def ids_in(app: App) -> Counter[str]:
+    return Counter(record["id"] for record in read_records(app.landing, PREFIX))
+
+
+def part_names(app: App) -> list[str]:
+    return sorted(n[len(PREFIX) + 1 :] for n in app.landing.list_names(PREFIX) if "part-" in n)
+
+
+def test_parts_carry_lineage_metadata_and_the_manifest_describes_them(app: App) -> None:
+    instance = app.ingest(pipelineRunId="run-lineage", pipelineName="pl_orders_daily")
+    assert instance.runtime_status == "Completed"
+    manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert manifest is not None
+    assert manifest["pipelineRunId"] == "run-lineage" and manifest["pipelineName"] == "pl_orders_daily"
+    assert manifest["roleArn"] == app.stack.cloud.orders_role_arn
+    assert manifest["instanceId"] == instance.instance_id
+    part = manifest["parts"][0]
+    assert set(part) >= {
+        "name",
+        "records",
+        "bytes",
+        "sha256",
+        "first_request_id",
+        "last_request_id",
+        "started_at",
+        "finished_at",
+    }
+    blob = app.landing._container.get_blob_client(f"{PREFIX}/{part['name']}").get_blob_properties()
+    assert blob.metadata["pipeline_run_id"] == "run-lineage"
+    assert blob.metadata["window_from"] == HOUR[0] and blob.metadata["window_to"] == HOUR[1]
+
+
+def test_replace_lands_a_new_generation_and_keeps_the_previous_one_readable(app: App) -> None:
+    assert app.ingest().runtime_status == "Completed"
+    first = part_names(app)
+    assert first[0] == "part-00000.jsonl.gz"
+    second = app.ingest(mode="replace")
+    assert second.runtime_status == "Completed", second.output
+    manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert manifest is not None and manifest["generation"] == 2
+    assert all(p["name"].startswith("gen-0002/") for p in manifest["parts"])
+    # Generation 1 stays for readers that picked up the old manifest just before the switch.
+    assert set(first) <= set(part_names(app))
+    assert app.ingest(mode="replace").runtime_status == "Completed"
+    names = part_names(app)
+    assert not any(n in first for n in names), "generations older than the previous one are removed"
+    assert {n.split("/")[0] for n in names} == {"gen-0002", "gen-0003"}
+    assert verify_window(app.landing, PREFIX).ok
+    assert sum(ids_in(app).values()) == 3600
+
+
+def test_a_reader_polling_during_replace_never_sees_a_mixed_or_partial_window(app: App) -> None:
+    assert app.ingest().runtime_status == "Completed"
+    app.stack.cloud.gateway.latency_ms = 3  # stretch the replace run so the reader gets many looks
+    landing = app.landing
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def replace() -> None:
+        try:
+            outcome.append(app.ingest(mode="replace"))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=replace)
+    worker.start()
+    looks, generations, problems = 0, set(), []
+    while not done.is_set():
+        if not landing.exists(f"{PREFIX}/_SUCCESS"):
+            problems.append("_SUCCESS disappeared during replace")
+            continue
+        manifest = landing.read_json(f"{PREFIX}/_manifest.json")
+        assert manifest is not None
+        folder = manifest["generationFolder"]
+        for part in manifest["parts"]:
+            if not part["name"].startswith(folder) or not landing.exists(f"{PREFIX}/{part['name']}"):
+                problems.append(f"generation {manifest['generation']} lists unreadable {part['name']}")
+        generations.add(manifest["generation"])
+        looks += 1
+    worker.join()
+    assert outcome[0].runtime_status == "Completed"
+    assert problems == []
+    assert looks > 5 and 1 in generations
+
+
+def test_a_second_writer_loses_instead_of_mixing_generations(app: App) -> None:
+    assert app.ingest().runtime_status == "Completed"
+    plan_input = {
+        "source": "orders",
+        "window": {"from": HOUR[0], "to": HOUR[1]},
+        "mode": "replace",
+        "dry_run": False,
+    }
+    plans = [plan_window(plan_input), plan_window(plan_input)]  # two writers plan against the same manifest
+    manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert manifest is not None
+
+    def publish(plan: dict[str, Any]) -> dict[str, Any]:
+        state = IngestState(
+            source="orders",
+            window=plan_input["window"],
+            pipeline_run_id="writer",
+            mode="replace",
+            planned=True,
+            prefix=plan["prefix"],
+            generation=plan["generation"],
+            folder=plan["folder"],
+            previous_folder=plan["previous_folder"],
+            manifest_etag=plan["manifest_etag"],
+            parts=[{**p, "name": p["name"]} for p in manifest["parts"]],
+        )
+        return finalize(FinalizeInput(state=state, instance_id="writer").model_dump())
+
+    assert publish(plans[0])["status"] == "landed"
+    loser = publish(plans[1])
+    assert "changed by another writer" in loser["error"]
+
+
+def test_a_failed_run_resumes_from_what_was_landed(app: App) -> None:
+    app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, output={"pages_per_part": 10}))
+    gateway = app.stack.cloud.gateway
+    gateway.inject(Fault("status", status=404, page=25), times=1)
+    failed = app.ingest()
+    assert failed.runtime_status == "Failed"
+    assert part_names(app) == ["part-00000.jsonl.gz", "part-00001.jsonl.gz"]
+
+    gateway.reset_observations()
+    resumed = app.ingest()  # a Failed instance restarts under the same id
+    assert resumed.runtime_status == "Completed", resumed.output
+    first_pages = [r for r in gateway.requests if "next_token" not in r.query]
+    assert first_pages == [], "the rerun went on from the landed parts' checkpoint, not from page 1"
+    assert gateway.count(status=200) == 16
+    ids = ids_in(app)
+    assert set(ids) == gateway.expected_ids("/dev/orders", *HOUR) and max(ids.values()) == 1
+    assert resumed.output["records"] == 3600 and len(resumed.output["parts"]) == 4
+
+
+def test_verify_command_recomputes_and_reports_tampering(app: App) -> None:
+    args = ("--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    app.cli_json("ingest", *args)
+    report = app.cli_json("verify", *args)
+    assert report["ok"] and report["records"] == 3600
+    app.landing._container.get_blob_client(f"{PREFIX}/part-00001.jsonl.gz").upload_blob(
+        b"\x1f\x8b" + b"0" * 20, overwrite=True
+    )
+    result = app.cli("verify", *args)
+    assert result.returncode == 1
+    assert "part-00001.jsonl.gz sha256" in result.stderr
+
+
+def test_missing_container_is_a_clear_error_unless_creation_is_allowed(app: App) -> None:
+    app.set_env(LANDING_CREATE_CONTAINER="false", LANDING_CONTAINER="nosuchcontainer")
+    instance = app.ingest()
+    assert instance.runtime_status == "Failed"
+    assert "landing container 'nosuchcontainer' does not exist" in instance.output
+    runtime.reset()
+
+
+@pytest.mark.parametrize("mode", ["skip-if-complete", "replace"])
+def test_dry_run_lands_one_page_under_dryrun_only(app: App, mode: str) -> None:
+    instance = app.ingest(dryRun=True, mode=mode)
+    assert instance.runtime_status == "Completed", instance.output
+    assert instance.output["prefix"] == f"_dryrun/{PREFIX}"
+    assert instance.output["records"] == 100
+    assert app.landing.list_names(PREFIX) == []
+    assert app.stack.cloud.gateway.count(status=200) == 1

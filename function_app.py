@@ -22,6 +22,17 @@ async def ingest(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
     return await api.start_ingest(req, client)
 
 
+@app.route(route="backfill", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def backfill(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    return await api.start_backfill(req, client)
+
+
+@app.route(route="probe", methods=["POST"])
+def probe(req: func.HttpRequest) -> func.HttpResponse:
+    return api.run_probe(req)
+
+
 @app.route(route="runs/{id}", methods=["GET"])
 @app.durable_client_input(client_name="client")
 async def run_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
@@ -36,6 +47,11 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @app.orchestration_trigger(context_name="context")
 def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     return (yield from orchestration.ingest_orchestrator(context))
+
+
+@app.orchestration_trigger(context_name="context")
+def backfill_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    return (yield from orchestration.backfill_orchestrator(context))
 
 
 @app.activity_trigger(input_name="payload")

@@ -8,7 +8,9 @@ from typing import Self
 from localcloud.credstore import CredentialStore
 from localcloud.datasets import Dataset
 from localcloud.gateway import GatewayServer
+from localcloud.gateway_auth import AuthMode
 from localcloud.identity import IdentityServer
+from localcloud.keyvault import KeyVaultServer
 from localcloud.sts import StsServer
 
 __all__ = ["LocalCloud"]
@@ -22,12 +24,13 @@ ORDERS_PATH = "/dev/orders"
 
 
 class LocalCloud:
-    """Managed identity endpoint, STS and API Gateway sharing one credential store.
+    """Managed identity endpoint, STS and API Gateway sharing one credential store, and Key Vault.
 
     STS trusts the identity server's issuer and key; the roles ``adf-ingest`` and
     ``adf-orders-daily`` trust tokens for :attr:`audience`; ``orders`` (next_token,
     3600 records/hour) is published at ``/dev/orders`` with IAM auth, and the gateway's JWT
-    authorizer accepts the identity server's tokens for :attr:`audience`.
+    authorizer accepts the identity server's tokens for :attr:`audience`.  Key Vault lets the
+    managed identity (and only it) read secrets.
     """
 
     account_id = ACCOUNT_ID
@@ -48,11 +51,17 @@ class LocalCloud:
             self.sts.add_role(role_arn, audiences=[AUDIENCE], issuer=self.identity.issuer)
         self.gateway.configure_jwt(keys, self.identity.issuer, AUDIENCE)
         self.gateway.add_dataset(ORDERS_PATH, Dataset(name="orders", records_per_hour=3600))
+        self.keyvault = KeyVaultServer(
+            tenant_id=self.identity.tenant_id,
+            issuer=self.identity.issuer,
+            public_keys=keys,
+            allowed_object_ids=[self.identity.object_id],
+        )
 
     def start(self) -> Self:
-        """Start all three servers (stopping any already started if one fails)."""
+        """Start every server (stopping any already started if one fails)."""
         try:
-            for server in (self.identity, self.sts, self.gateway):
+            for server in (self.identity, self.sts, self.gateway, self.keyvault):
                 server.start()
         except BaseException:
             self.stop()
@@ -60,8 +69,8 @@ class LocalCloud:
         return self
 
     def stop(self) -> None:
-        """Stop all three servers.  Idempotent."""
-        for server in (self.gateway, self.sts, self.identity):
+        """Stop every server.  Idempotent."""
+        for server in (self.keyvault, self.gateway, self.sts, self.identity):
             server.stop()
 
     @property
@@ -82,6 +91,26 @@ class LocalCloud:
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
         }
+
+    def publish_keyed(self, path: str, dataset: Dataset, *, auth: AuthMode, key: str, secret: str) -> None:
+        """Publish ``dataset`` behind an API key, handed over as API owners do: the gateway
+        accepts exactly ``key`` and Key Vault holds it as ``secret``."""
+        self.gateway.add_dataset(path, dataset, auth=auth)
+        self.gateway.set_api_keys([key])
+        self.keyvault.set_secret(secret, key)
+
+    def rotate_api_key(self, secret: str, new_key: str) -> None:
+        """Rotate the key in ``secret`` as an operator does: a new secret version, and the
+        gateway accepting the new key instead of the old one from now on."""
+        old_key = self.keyvault.value(secret)
+        self.keyvault.set_secret(secret, new_key)
+        if old_key is not None:
+            self.gateway.rotate_api_key(old_key, new_key)
+
+    def keyvault_env(self) -> dict[str, str]:
+        """Settings for reading secrets from the Key Vault stand-in: its URL, and its CA as the
+        bundle requests (under the Azure SDK) trusts, since the SDK only talks TLS to a vault."""
+        return {"KEY_VAULT_URL": self.keyvault.url, "REQUESTS_CA_BUNDLE": str(self.keyvault.ca_bundle)}
 
     def __enter__(self) -> Self:
         return self.start()

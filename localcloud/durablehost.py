@@ -68,6 +68,8 @@ class DurableHost(LocalServer):
         parts = [unquote(p) for p in request.path[len(_RPC) :].split("/")]
         if request.method == "POST" and len(parts) == 3 and parts[0] == "orchestrators":
             return self._start(parts[1], parts[2], request.body)
+        if request.method == "GET" and parts == ["instances", ""]:
+            return self._query(request.params())
         if request.method == "GET" and len(parts) == 2 and parts[0] == "instances":
             return self._status(parts[1])
         if (
@@ -113,9 +115,24 @@ class DurableHost(LocalServer):
             200 if instance.runtime_status in ("Completed", "Failed", "Terminated") else 202, body
         )
 
+    def _query(self, params: dict[str, str]) -> Response:
+        wanted = set(filter(None, params.get("runtimeStatus", "").split(",")))
+        prefix = params.get("instanceIdPrefix", "")
+        found = [
+            _public(instance.to_json())
+            for instance in self.engine.store.all()
+            if instance.instance_id.startswith(prefix) and (not wanted or instance.runtime_status in wanted)
+        ]
+        return json_response(200, found)
+
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Join every orchestration thread started so far (for tests and the demo)."""
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
             thread.join(timeout)
+
+
+def _public(status: dict[str, Any]) -> dict[str, Any]:
+    """An instance as the status API shows it: no history unless asked for."""
+    return {key: value for key, value in status.items() if key != "history"}

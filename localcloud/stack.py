@@ -124,6 +124,7 @@ class Stack:
         """The app settings for this stack, as a Function App would have them."""
         return {
             **self.cloud.env(),
+            **self.cloud.keyvault_env(),
             "APP_ENVIRONMENT": "dev",
             "SOURCE_CATALOG_PATH": str(catalog),
             "LANDING_CONNECTION_STRING": self.azurite.connection_string,

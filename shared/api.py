@@ -13,11 +13,14 @@ from urllib.parse import urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
+from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
 from shared import __version__
-from shared.contracts import IngestRequest, parse_request
-from shared.errors import BridgeError, NotFoundError, RequestError
-from shared.orchestration import INGEST_ORCHESTRATOR, prepare_ingest
+from shared.catalog import Source
+from shared.contracts import BackfillRequest, IngestRequest, ProbeRequest, parse_request
+from shared.errors import BridgeError, ConflictError, NotFoundError, RequestError
+from shared.orchestration import BACKFILL_ORCHESTRATOR, INGEST_ORCHESTRATOR, prepare_backfill, prepare_ingest
+from shared.probe import probe
 from shared.runtime import current
 from shared.telemetry import redact
 
@@ -94,23 +97,69 @@ async def _is_active(client: df.DurableOrchestrationClient, instance_id: str) ->
     return status is not None and status.runtime_status.value in ACTIVE
 
 
+async def _start_once(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, name: str, instance_id: str, input_: Any
+) -> func.HttpResponse:
+    """Attach to the instance if it is active, else start it; 202 either way."""
+    if await _is_active(client, instance_id):
+        return _accepted(req, client, instance_id, attached=True)
+    try:
+        await client.start_new(name, instance_id, input_)
+    except Exception:
+        # A concurrent trigger won the race: the host refuses to replace a running
+        # instance (overridableExistingInstanceStates), so attach to it instead.
+        if await _is_active(client, instance_id):
+            return _accepted(req, client, instance_id, attached=True)
+        raise
+    log.info("started %s", instance_id)
+    return _accepted(req, client, instance_id, attached=False)
+
+
+async def _admit(client: df.DurableOrchestrationClient, source: Source, environment: str) -> None:
+    """Admission control: refuse (429 + Retry-After) beyond the source's concurrent-run cap."""
+    statuses = await client.get_status_by(
+        runtime_status=[OrchestrationRuntimeStatus.Running, OrchestrationRuntimeStatus.Pending]
+    )
+    prefix = f"{environment}-{source.name}-"
+    running = sum(1 for s in statuses if (s.instance_id or "").startswith(prefix))
+    if running >= source.rate_limit.max_concurrent_runs:
+        raise ConflictError(
+            f"{running} runs of {source.name!r} are already in flight, the cap is "
+            f"{source.rate_limit.max_concurrent_runs} (rate_limit.max_concurrent_runs); retry later",
+            retry_after=RETRY_AFTER_SECONDS * 3,
+            source=source.name,
+        )
+
+
 async def start_ingest(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """POST /api/ingest: validate, attach to a running instance for the window or start one."""
     try:
+        runtime = current()
         request = parse_request(IngestRequest, _body(req))
-        instance_id, state = prepare_ingest(request, current())
-        if await _is_active(client, instance_id):
-            return _accepted(req, client, instance_id, attached=True)
-        try:
-            await client.start_new(INGEST_ORCHESTRATOR, instance_id, state.model_dump())
-        except Exception:
-            # A concurrent trigger won the race: the host refuses to replace a running
-            # instance (overridableExistingInstanceStates), so attach to it instead.
-            if await _is_active(client, instance_id):
-                return _accepted(req, client, instance_id, attached=True)
-            raise
-        log.info("started %s for pipeline run %s", instance_id, state.pipeline_run_id)
-        return _accepted(req, client, instance_id, attached=False)
+        instance_id, state = prepare_ingest(request, runtime)
+        if not await _is_active(client, instance_id):
+            await _admit(client, runtime.source(state.source), runtime.settings.environment.value)
+        return await _start_once(req, client, INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+    except Exception as exc:
+        return error_response(exc)
+
+
+async def start_backfill(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """POST /api/backfill: one ingest per window, bounded fan-out, landed windows skipped."""
+    try:
+        request = parse_request(BackfillRequest, _body(req))
+        instance_id, state = prepare_backfill(request, current())
+        return await _start_once(req, client, BACKFILL_ORCHESTRATOR, instance_id, state.model_dump())
+    except Exception as exc:
+        return error_response(exc)
+
+
+def run_probe(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/probe: identity -> STS -> one signed request -> blob write/delete; lands no data."""
+    try:
+        request = parse_request(ProbeRequest, _body(req))
+        report = probe(current(), request.source)
+        return json_response(200 if report.ok else 502, report.to_json())
     except Exception as exc:
         return error_response(exc)
 

@@ -22,6 +22,8 @@ from shared.settings import Environment
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 PIPELINE_NAME = re.compile(r"^[\w .()-]{1,260}$")
+# Key Vault's rule for secret names.
+KEY_VAULT_NAME = r"^[0-9A-Za-z-]{1,127}$"
 
 
 class _Model(BaseModel):
@@ -35,10 +37,20 @@ class WindowMapping(_Model):
     to_param: str = "to"
     format: Literal["iso8601", "epoch_s", "epoch_ms", "date"] = "iso8601"
     max_span: timedelta = Field(timedelta(days=31), description="Longest window one run may ask for.")
+    segment: timedelta | None = Field(
+        None, description="Split each window into sub-windows this long, walked concurrently (e.g. PT1H)."
+    )
+    max_parallel_segments: int = Field(4, ge=1, le=32, description="Sub-windows fetched at once.")
 
 
 class AwsIamAuth(_Model):
-    """IAM authorisation: Entra token -> STS AssumeRoleWithWebIdentity -> SigV4 for execute-api."""
+    """IAM authorisation: Entra token -> STS AssumeRoleWithWebIdentity -> SigV4 for execute-api.
+
+    With `api_key_secret` the request also carries `x-api-key` (REST APIs with a usage plan),
+    signed with the rest. SourceIdentity and session tags cannot be configured here:
+    AssumeRoleWithWebIdentity takes them only from the Entra token's claims
+    `https://aws.amazon.com/source_identity` and `https://aws.amazon.com/tags`.
+    """
 
     type: Literal["aws_iam"]
     role_arn: str = Field(description="Default role assumed for this source.")
@@ -49,6 +61,22 @@ class AwsIamAuth(_Model):
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     audience: str = Field(min_length=1, description="Entra application ID URI the AWS OIDC provider trusts.")
     session_duration_seconds: int = Field(3600, ge=900, le=43200)
+    api_key_secret: str | None = Field(
+        None,
+        pattern=KEY_VAULT_NAME,
+        description="Secret (in the secret store) holding an x-api-key to send as well; none if unset.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_client_side_session_claims(cls, data: object) -> object:
+        if isinstance(data, dict) and {"source_identity", "session_tags"} & data.keys():
+            raise ValueError(
+                "source_identity and session_tags cannot be set by the client: AssumeRoleWithWebIdentity "
+                "takes them only from the Entra token's claims https://aws.amazon.com/source_identity "
+                "and https://aws.amazon.com/tags"
+            )
+        return data
 
     @field_validator("role_arn")
     @classmethod
@@ -78,13 +106,29 @@ class AwsIamAuth(_Model):
         return self.role_arn
 
 
+class ApiKeyAuth(_Model):
+    """An API key only: `x-api-key` from a secret. The catalog names the secret, never the key."""
+
+    type: Literal["api_key"]
+    api_key_secret: str = Field(
+        pattern=KEY_VAULT_NAME, description="Secret (in the secret store) holding the x-api-key."
+    )
+
+
+class JwtAuth(_Model):
+    """An HTTP API JWT authorizer: the app's Entra access token for `audience` as a bearer token."""
+
+    type: Literal["jwt"]
+    audience: str = Field(min_length=1, description="Entra application ID URI the JWT authorizer accepts.")
+
+
 class NoAuth(_Model):
     """A public API (or one protected only by network rules)."""
 
     type: Literal["none"]
 
 
-Auth = Annotated[AwsIamAuth | NoAuth, Field(discriminator="type")]
+Auth = Annotated[AwsIamAuth | ApiKeyAuth | JwtAuth | NoAuth, Field(discriminator="type")]
 
 
 class Pagination(_Model):
@@ -124,8 +168,11 @@ class Pagination(_Model):
 class RateLimit(_Model):
     """Client-side token bucket per source and worker process."""
 
-    requests_per_second: float = Field(10.0, gt=0)
-    burst: int = Field(10, ge=1)
+    requests_per_second: float = Field(10.0, gt=0, description="Sustained requests/s per worker process.")
+    burst: int = Field(10, ge=1, description="Requests that may go at once after a quiet spell.")
+    max_concurrent_runs: int = Field(
+        4, ge=1, description="Admission control: running ingests of this source; beyond it starts get 429."
+    )
 
 
 class RetryPolicy(_Model):

@@ -16,10 +16,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared import __version__
-from shared.contracts import IngestRequest
+from shared.contracts import BackfillRequest, IngestRequest, parse_request
 from shared.errors import BridgeError, ConfigError, RequestError
-from shared.orchestration import INGEST_ORCHESTRATOR, engine, prepare_ingest, window_prefix
-from shared.runtime import current
+from shared.orchestration import (
+    BACKFILL_ORCHESTRATOR,
+    INGEST_ORCHESTRATOR,
+    engine,
+    prepare_backfill,
+    prepare_ingest,
+    window_prefix,
+)
+from shared.probe import probe
+from shared.runtime import Runtime, current
 from shared.telemetry import configure_logging, redact
 from shared.verify import verify_window
 from shared.window import Window
@@ -66,6 +74,21 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--dry-run", action="store_true", help="fetch one page and land it under _dryrun/")
     ingest.set_defaults(handler=_ingest)
 
+    backfill = commands.add_parser("backfill", help="land every window of a range, a bounded number at once")
+    backfill.add_argument("--source", required=True)
+    backfill.add_argument("--from", dest="start", required=True)
+    backfill.add_argument("--to", dest="end", required=True)
+    backfill.add_argument("--every", required=True, help="window length as ISO8601 duration: PT1H, P1D")
+    backfill.add_argument("--max-parallel", type=int, default=4)
+    backfill.add_argument("--run-id")
+    backfill.add_argument("--pipeline-name")
+    backfill.add_argument("--mode", choices=["skip-if-complete", "replace"], default="skip-if-complete")
+    backfill.set_defaults(handler=_backfill)
+
+    probe_cmd = commands.add_parser("probe", help="test the connection: identity, STS, one request, blob")
+    probe_cmd.add_argument("--source", required=True)
+    probe_cmd.set_defaults(handler=_probe)
+
     verify = commands.add_parser(
         "verify", help="recompute a landed window's sha256 and counts against its manifest"
     )
@@ -84,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _ingest(args: argparse.Namespace) -> int:
     runtime = current()
-    request = IngestRequest.model_validate(
+    request = parse_request(
+        IngestRequest,
         {
             "source": args.source,
             "window": {"from": args.start, "to": args.end},
@@ -92,12 +116,45 @@ def _ingest(args: argparse.Namespace) -> int:
             "pipelineName": args.pipeline_name,
             "mode": args.mode,
             "dryRun": args.dry_run,
-        }
+        },
     )
     instance_id, state = prepare_ingest(request, runtime)
-    instance = engine(runtime.settings.state_dir).run(INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+    return _run(runtime, INGEST_ORCHESTRATOR, instance_id, state.model_dump())
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    runtime = current()
+    request = parse_request(
+        BackfillRequest,
+        {
+            "source": args.source,
+            "from": args.start,
+            "to": args.end,
+            "every": args.every,
+            "maxParallel": args.max_parallel,
+            "pipelineRunId": args.run_id,
+            "pipelineName": args.pipeline_name,
+            "mode": args.mode,
+        },
+    )
+    instance_id, state = prepare_backfill(request, runtime)
+    return _run(runtime, BACKFILL_ORCHESTRATOR, instance_id, state.model_dump())
+
+
+def _probe(args: argparse.Namespace) -> int:
+    report = probe(current(), args.source)
+    _print(report.to_json())
+    if not report.ok:
+        failed = next(s for s in report.steps if s.status == "failed")
+        _fail(f"probe failed at step {failed.name}: {failed.detail}")
+        return EXIT_FAILED
+    return 0
+
+
+def _run(runtime: Runtime, name: str, instance_id: str, input_: dict[str, Any]) -> int:
+    instance = engine(runtime.settings.state_dir).run(name, instance_id, input_)
     if instance.runtime_status != "Completed":
-        _fail(f"ingest {instance_id} {instance.runtime_status.lower()}: {instance.output}")
+        _fail(f"{instance_id} {instance.runtime_status.lower()}: {instance.output}")
         return EXIT_FAILED
     _print(instance.output)
     return 0

@@ -6,9 +6,10 @@ durable task hub's history and returned to ADF.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from shared.errors import RequestError
 
@@ -25,6 +26,15 @@ class WindowBody(_Edge):
     end: str = Field(alias="to")
 
 
+def run_text(value: str | None, info: ValidationInfo) -> str | None:
+    """Pipeline run ids and names: printable; the run id ASCII, as it travels in a header."""
+    if value is not None and (not value.strip() or not value.isprintable()):
+        raise ValueError("must be non-blank printable text")
+    if value is not None and info.field_name == "pipeline_run_id" and not value.isascii():
+        raise ValueError("must be ASCII (it is sent as the x-correlation-id header)")
+    return value
+
+
 class IngestRequest(_Edge):
     """POST /api/ingest body (also built by the CLI)."""
 
@@ -35,12 +45,35 @@ class IngestRequest(_Edge):
     mode: Mode = "skip-if-complete"
     dry_run: bool = Field(False, alias="dryRun")
 
-    @field_validator("pipeline_run_id", "pipeline_name")
+    _run_text = field_validator("pipeline_run_id", "pipeline_name")(lambda value, info: run_text(value, info))
+
+
+class BackfillRequest(_Edge):
+    """POST /api/backfill body (also built by the CLI)."""
+
+    source: str = Field(min_length=1, max_length=63)
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    every: timedelta = Field(description="ISO8601 duration of each window, e.g. PT1H or P1D.")
+    max_parallel: int = Field(4, alias="maxParallel", ge=1, le=32)
+    pipeline_run_id: str | None = Field(None, alias="pipelineRunId", max_length=200)
+    pipeline_name: str | None = Field(None, alias="pipelineName", max_length=260)
+    mode: Mode = "skip-if-complete"
+
+    _run_text = field_validator("pipeline_run_id", "pipeline_name")(lambda value, info: run_text(value, info))
+
+    @field_validator("every")
     @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or not value.isprintable()):
-            raise ValueError("must be non-blank printable text")
+    def _every(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("must be at least PT1M")
         return value
+
+
+class ProbeRequest(_Edge):
+    """POST /api/probe body."""
+
+    source: str = Field(min_length=1, max_length=63)
 
 
 def parse_request(model: type[ModelT], body: Any) -> ModelT:
@@ -69,6 +102,17 @@ class ActivityRetry(_Edge):
     first_retry_ms: int = 5000
 
 
+class Segment(_Edge):
+    """A sub-window walked on its own, with its own cursor and parts (one when not segmenting)."""
+
+    index: int
+    window: dict[str, str]
+    cursor: str | None = None
+    next_part: int = 0
+    pages: int = 0
+    fetched: bool = False
+
+
 class IngestState(_Edge):
     """The ingest orchestrator's input, carried across continue_as_new."""
 
@@ -89,10 +133,8 @@ class IngestState(_Edge):
     folder: str = ""
     previous_folder: str | None = None
     manifest_etag: str | None = None
-    fetched: bool = False
-    cursor: str | None = None
-    next_part: int = 0
-    pages: int = 0
+    segments: list[Segment] = Field(default_factory=list)
+    max_parallel_segments: int = 1
     parts: list[dict[str, Any]] = Field(default_factory=list)
     started_at: str | None = None
     executions: int = 1
@@ -103,6 +145,7 @@ class FetchPartInput(_Edge):
     window: dict[str, str]
     prefix: str
     folder: str = ""
+    segment: int | None = None
     part_index: int
     cursor: str | None
     pages_before: int
@@ -129,16 +172,6 @@ class PlanInput(_Edge):
     dry_run: bool
 
 
-class Resume(_Edge):
-    """Where a window's walk stands according to parts an earlier attempt committed."""
-
-    next_part: int
-    cursor: str | None
-    pages: int
-    done: bool
-    parts: list[dict[str, Any]]
-
-
 class PlanResult(_Edge):
     prefix: str
     complete: bool
@@ -147,7 +180,17 @@ class PlanResult(_Edge):
     folder: str = ""
     previous_folder: str | None = None
     manifest_etag: str | None = None
-    resume: Resume | None = None
+    segments: list[Segment] = Field(default_factory=list)
+    resumed_parts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class BackfillState(_Edge):
+    """The backfill orchestrator's input: one ingest per window, at most max_parallel at once."""
+
+    template: IngestState
+    windows: list[dict[str, str]]
+    instance_ids: list[str]
+    max_parallel: int
 
 
 class FinalizeInput(_Edge):

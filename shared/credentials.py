@@ -4,60 +4,85 @@ No AWS key exists anywhere: the Function App's managed identity gets an Entra to
 audience the AWS OIDC provider trusts, and STS exchanges it for short-lived credentials.
 botocore's RefreshableCredentials refreshes them ahead of expiry and makes concurrent callers
 share one refresh, so a process makes one STS call per role and session per credential lifetime.
+When API Gateway refuses credentials before they expire (revoked sessions), `SessionCredentials`
+renews them once, and only once however many requests saw the refusal.
+
+Session audit: the RoleSessionName is derived from the ADF pipeline run id, so CloudTrail shows
+which run did what. `SourceIdentity` and session tags are *not* set here, because
+AssumeRoleWithWebIdentity has no such request parameters: STS takes them only from the web
+identity token's claims `https://aws.amazon.com/source_identity` and `https://aws.amazon.com/tags`,
+which the identity provider (an Entra claims-mapping policy) must issue. Whatever STS reports
+back as SourceIdentity is logged with the assumed role.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import boto3
 import botocore
+from azure.core.credentials import TokenCredential
 from botocore.config import Config
-from botocore.credentials import RefreshableCredentials
+from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import IdentityError, StsError
 
 log = logging.getLogger(__name__)
 
-_SESSION_NAME_CHARS = re.compile(r"[^\w+=,.@-]")
+# STS's own pattern is ASCII: Python's Unicode \w would let "é" through to a ValidationError.
+_SESSION_NAME_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
+_SESSION_NAME_MAX = 64
+_SESSION_DIGEST_CHARS = 8
 
-# What the operator should check for each STS refusal; the codes are STS's own.
+# What the operator should check for each STS refusal; the codes are STS's own. The message
+# around the advice already names the role ARN, the audience and the session.
+_THROTTLED = (
+    "STS is throttling AssumeRoleWithWebIdentity for the account; retried with backoff. If it "
+    "persists, fewer concurrent runs (each run is its own session) or a higher STS quota"
+)
 _STS_ADVICE = {
     "InvalidIdentityToken": (
-        "STS rejected the Entra token: check that the IAM OIDC provider's issuer URL matches the "
-        "tenant (https://sts.windows.net/<tenant-id>/), that its client id list contains the audience, "
-        "and its thumbprint"
-    ),
-    "ExpiredTokenException": (
-        "STS says the Entra token has expired: check the worker's clock; a fresh token is "
-        "requested on the next attempt"
+        "STS did not accept the Entra token: check that the account has an IAM OIDC provider for the "
+        "token's issuer (https://sts.windows.net/<tenant-id>/), that the provider's audience list "
+        "contains the audience above, and that its signing keys are Entra's current ones"
     ),
     "AccessDenied": (
-        "the role's trust policy does not allow this identity: check its "
-        "'<provider>:aud' condition equals the audience and '<provider>:sub' equals the managed "
-        "identity's object id, and that the role exists"
+        "the role's trust policy does not let this identity assume it: check that the role exists, "
+        "trusts the OIDC provider as Federated principal, and that its '<provider>:aud' condition "
+        "equals the audience above and '<provider>:sub' the managed identity's object id"
     ),
-    "IDPCommunicationError": "STS could not reach the Entra OIDC endpoints; transient, retried with backoff",
-    "Throttling": "STS is throttling AssumeRoleWithWebIdentity; retried with backoff",
-    "ValidationError": "STS refused the request parameters (role session name or duration)",
-    "RegionDisabledException": "STS is not activated in this region for the account",
+    "ExpiredTokenException": (
+        "the Entra token had already expired when STS checked it: check the worker's clock and that "
+        "the identity endpoint (IDENTITY_ENDPOINT) hands out current tokens"
+    ),
+    "IDPCommunicationError": (
+        "STS could not reach Entra's OIDC endpoints to verify the token; transient, retried with backoff"
+    ),
+    "Throttling": _THROTTLED,
+    "ThrottlingException": _THROTTLED,
+    "ValidationError": (
+        "STS refused the request parameters: check auth.session_duration_seconds (900-43200 and at "
+        "most the role's MaxSessionDuration)"
+    ),
+    "RegionDisabledException": (
+        "STS is not activated in this region for the account: activate it in the IAM account "
+        "settings or set auth.region to an active one"
+    ),
 }
 _RETRYABLE_STS_CODES = {"IDPCommunicationError", "Throttling", "ThrottlingException"}
+# botocore's standard retry mode retries IDPCommunicationError and throttling with jittered
+# exponential backoff; attempts include the first call.
+STS_ATTEMPTS = 4
 
 
-class TokenSource(Protocol):
-    """Anything that hands out Entra access tokens for a scope (azure-identity credentials do)."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
-
-
-def entra_credential() -> TokenSource:
+def entra_credential() -> TokenCredential:
     """The app's Entra identity: managed identity when the host provides one, else the default chain."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
@@ -77,11 +102,18 @@ def entra_credential() -> TokenSource:
 
 
 def session_name_for(run_id: str | None, fallback: str) -> str:
-    """A RoleSessionName STS accepts ([\\w+=,.@-]{2,64}), derived deterministically from the run id."""
-    name = _SESSION_NAME_CHARS.sub("-", run_id or "")[:64]
-    if len(name) < 2:
-        name = _SESSION_NAME_CHARS.sub("-", fallback)[:64]
-    return name.ljust(2, "-")
+    """A RoleSessionName STS accepts ([\\w+=,.@-]{2,64}), derived deterministically from the run id.
+
+    An ADF run id (a GUID) passes through unchanged, so CloudTrail can be searched by it. An id
+    that had to be altered (characters STS refuses, too long or too short) keeps its readable
+    start and gains a digest of the original, so two different ids never share a session name.
+    """
+    original = run_id if run_id and run_id.strip() else fallback
+    name = _SESSION_NAME_CHARS.sub("-", original)
+    if name != original or not 2 <= len(name) <= _SESSION_NAME_MAX:
+        digest = hashlib.sha256(original.encode("utf-8")).hexdigest()[:_SESSION_DIGEST_CHARS]
+        name = f"{name[: _SESSION_NAME_MAX - _SESSION_DIGEST_CHARS - 1]}-{digest}"
+    return name
 
 
 @dataclass(frozen=True)
@@ -98,43 +130,83 @@ class RoleSession:
 class CredentialProvider:
     """Hands out refreshable AWS credentials per role session, assuming each role once per lifetime."""
 
-    def __init__(self, token_source: TokenSource | None = None) -> None:
+    def __init__(
+        self, token_source: TokenCredential | None = None, *, sts_attempts: int = STS_ATTEMPTS
+    ) -> None:
         self._token_source = token_source
+        self._sts_attempts = sts_attempts
         self._lock = threading.Lock()
         self._cache: dict[RoleSession, RefreshableCredentials] = {}
+        # One lock per session serialises its STS calls, so threads meeting a cold cache or the
+        # same refused credentials wait for one AssumeRoleWithWebIdentity instead of each making one.
+        self._session_locks: dict[RoleSession, threading.Lock] = {}
         self._sts_clients: dict[str, Any] = {}
+
+    @property
+    def token_source(self) -> TokenCredential:
+        """The app's Entra credential, shared with everything else that needs Entra tokens."""
+        with self._lock:
+            if self._token_source is None:
+                self._token_source = entra_credential()
+            return self._token_source
 
     def credentials(self, session: RoleSession) -> RefreshableCredentials:
         """Cached credentials for the session; the first call per session assumes the role."""
-        with self._lock:
-            cached = self._cache.get(session)
+        cached = self._cached(session)
         if cached is not None:
             return cached
-        fetch = self._fetcher(session)
-        fresh = RefreshableCredentials.create_from_metadata(
-            metadata=fetch(), refresh_using=fetch, method="assume-role-with-web-identity"
-        )
-        with self._lock:
-            # Two threads may race on a cold cache; keep the first so both share one refresh path.
-            return self._cache.setdefault(session, fresh)
+        with self._session_lock(session):
+            # Another thread may have assumed the role while this one waited for the lock.
+            return self._cached(session) or self._assume(session)
 
-    def invalidate(self, session: RoleSession) -> None:
-        """Forget the session's credentials (they were revoked); the next call assumes the role again."""
-        with self._lock:
-            self._cache.pop(session, None)
+    def renew(self, session: RoleSession, refused: ReadOnlyCredentials) -> None:
+        """Replace credentials the API refused before their expiry (revoked): assume the role again.
+
+        Does nothing when the cache already holds other credentials, so many requests refused
+        with the same credentials cost one STS call between them.
+        """
+        with self._session_lock(session):
+            cached = self._cached(session)
+            # Read outside self._lock: botocore may refresh here, which needs an Entra token.
+            if cached is None or cached.get_frozen_credentials().access_key == refused.access_key:
+                self._assume(session)
+
+    def for_session(self, session: RoleSession) -> SessionCredentials:
+        """The session's credentials as a request signer uses them.
+
+        Assumes the role now if needed, so an STS refusal fails the caller before any request.
+        """
+        self.credentials(session)
+        return SessionCredentials(self, session)
 
     def entra_token(self, audience: str) -> str:
         """An Entra access token for the audience (the AWS OIDC provider's client id)."""
-        if self._token_source is None:
-            self._token_source = entra_credential()
         try:
-            return str(self._token_source.get_token(f"{audience}/.default").token)
+            return str(self.token_source.get_token(f"{audience}/.default").token)
         except Exception as exc:  # azure-identity raises several unrelated types
             raise IdentityError(
                 f"could not get an Entra token for audience {audience!r}: {_first_line(exc)}; check the "
                 "Function App's managed identity (IDENTITY_ENDPOINT/IDENTITY_HEADER, AZURE_CLIENT_ID) "
                 "and that the audience is an application ID URI in the tenant"
             ) from None
+
+    def _cached(self, session: RoleSession) -> RefreshableCredentials | None:
+        with self._lock:
+            return self._cache.get(session)
+
+    def _session_lock(self, session: RoleSession) -> threading.Lock:
+        with self._lock:
+            return self._session_locks.setdefault(session, threading.Lock())
+
+    def _assume(self, session: RoleSession) -> RefreshableCredentials:
+        """Call STS and cache the result; the caller holds the session's lock."""
+        fetch = self._fetcher(session)
+        fresh = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method="assume-role-with-web-identity"
+        )
+        with self._lock:
+            self._cache[session] = fresh
+        return fresh
 
     def _sts(self, region: str) -> Any:
         with self._lock:
@@ -149,7 +221,7 @@ class CredentialProvider:
                         signature_version=botocore.UNSIGNED,
                         connect_timeout=5,
                         read_timeout=15,
-                        retries={"mode": "standard", "max_attempts": 4},
+                        retries={"mode": "standard", "total_max_attempts": self._sts_attempts},
                     ),
                 )
                 self._sts_clients[region] = client
@@ -177,9 +249,10 @@ class CredentialProvider:
                 ) from None
             creds = answer["Credentials"]
             log.info(
-                "assumed role %s as session %s (expires %s)",
+                "assumed role %s as %s (source identity %s, expires %s)",
                 session.role_arn,
-                session.session_name,
+                answer.get("AssumedRoleUser", {}).get("Arn", session.session_name),
+                answer.get("SourceIdentity") or "none",
                 creds["Expiration"].isoformat(),
             )
             return {
@@ -192,14 +265,35 @@ class CredentialProvider:
         return fetch
 
 
+class SessionCredentials:
+    """One role session's credentials as a SigV4 signer sees them: current values, renewable."""
+
+    def __init__(self, provider: CredentialProvider, session: RoleSession) -> None:
+        self._provider = provider
+        self._session = session
+
+    @property
+    def role_arn(self) -> str:
+        return self._session.role_arn
+
+    def current(self) -> ReadOnlyCredentials:
+        """The values to sign with now (refreshed by botocore ahead of expiry)."""
+        frozen: ReadOnlyCredentials = self._provider.credentials(self._session).get_frozen_credentials()
+        return frozen
+
+    def renew(self, refused: ReadOnlyCredentials) -> None:
+        """The API refused `refused`: assume the role again unless someone already has."""
+        self._provider.renew(self._session, refused)
+
+
 def _sts_error(exc: ClientError, session: RoleSession) -> StsError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
     detail = _first_line(str(error.get("Message", "")))[:300]
     advice = _STS_ADVICE.get(code, "see the STS error code")
     return StsError(
-        f"STS refused AssumeRoleWithWebIdentity for role {session.role_arn} (audience {session.audience!r}): "
-        f"{code}: {detail} -- {advice}",
+        f"STS refused AssumeRoleWithWebIdentity for role {session.role_arn} (audience "
+        f"{session.audience!r}, session {session.session_name}): {code}: {detail} -- {advice}",
         code=code,
         role_arn=session.role_arn,
         retryable=code in _RETRYABLE_STS_CODES,

@@ -2,12 +2,16 @@
 
 Each error renders a one-line message that names the source, page and API request id where
 known. Messages never carry tokens, keys or signatures: they end up in durable history,
-ADF activity output and logs.
+ADF activity output and logs. Our own messages are built without them; every message is
+also passed through `redact`, for text quoted from a service (an API's error body may echo
+the canonical request, signed headers included).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from shared.telemetry import redact
 
 
 class BridgeError(Exception):
@@ -26,7 +30,7 @@ class BridgeError(Exception):
         page: int | None = None,
         request_id: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = redact(message)
         self.source = source
         self.page = page
         self.request_id = request_id
@@ -94,6 +98,17 @@ class StsError(BridgeError):
     def __init__(self, message: str, *, code: str, role_arn: str, retryable: bool = False, **kw: Any) -> None:
         self.code = code
         self.role_arn = role_arn
+        self.retryable = retryable
+        super().__init__(message, **kw)
+
+
+class SecretError(BridgeError):
+    """A secret the catalog names (an API key) could not be read from the secret store."""
+
+    http_status = 502
+
+    def __init__(self, message: str, *, secret: str, retryable: bool = False, **kw: Any) -> None:
+        self.secret = secret
         self.retryable = retryable
         super().__init__(message, **kw)
 

@@ -24,6 +24,7 @@ from shared.catalog import Source
 from shared.errors import BridgeError, GatewayError, PageFormatError, UnsafeUrlError
 from shared.pagination import PageContext, PageRequest, Paginator
 from shared.ratelimit import TokenBucket
+from shared.signing import GatewayAuth
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class GatewayClient:
         paginator: Paginator,
         http: httpx.Client,
         *,
-        auth: httpx.Auth | None,
+        auth: GatewayAuth | None,
         limiter: TokenBucket,
         run: RunContext,
         window_params: dict[str, str],
@@ -223,8 +224,11 @@ class GatewayClient:
         if status == 429:
             self._limiter.throttled()
         retryable = status in _RETRYABLE_STATUS or (status == 500 and self._source.retry.retry_on_500)
+        # Refused credentials reach here only after one renewal (see GatewayAuth): say what to check.
+        advice = self._auth.explain(error_type) if self._auth is not None else None
         error = self._error(
-            f"HTTP {status}{f' {error_type}' if error_type else ''}: {message}",
+            f"HTTP {status}{f' {error_type}' if error_type else ''}: {message}"
+            + (f" -- {advice}" if advice else ""),
             number,
             retryable=retryable,
             request_id=request_id,

@@ -52,8 +52,9 @@ class PartInfo:
         return asdict(self)
 
 
-def part_name(index: int) -> str:
-    return f"part-{index:05d}.jsonl.gz"
+def part_name(index: int, segment: int | None = None) -> str:
+    """part-00000.jsonl.gz, or part-0003-00000.jsonl.gz for segment 3 of a segmented window."""
+    return f"part-{index:05d}.jsonl.gz" if segment is None else f"part-{segment:04d}-{index:05d}.jsonl.gz"
 
 
 def generation_folder(generation: int) -> str:
@@ -183,9 +184,9 @@ class Landing:
             ) from None
         self._checked = True
 
-    def part_writer(self, prefix: str, folder: str, index: int, metadata: dict[str, str]) -> PartWriter:
+    def part_writer(self, prefix: str, name: str, metadata: dict[str, str]) -> PartWriter:
         self.ensure_container()
-        return PartWriter(self._container, prefix, f"{folder}{part_name(index)}", metadata)
+        return PartWriter(self._container, prefix, name, metadata)
 
     def landed_parts(self, prefix: str, folder: str) -> list[tuple[str, dict[str, Any] | None]]:
         """Committed parts directly in a generation folder, by name, with their checkpoints."""
@@ -258,6 +259,8 @@ class Landing:
             return [
                 blob.name for blob in self._container.list_blobs(name_starts_with=prefix.rstrip("/") + "/")
             ]
+        except ResourceNotFoundError:  # no container yet: nothing landed
+            return []
         except AzureError as exc:
             raise LandingError(f"could not list {prefix}: {_reason(exc)}") from None
 

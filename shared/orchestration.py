@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Generator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ import azure.durable_functions as df
 from shared import __version__
 from shared.contracts import (
     ActivityRetry,
+    BackfillRequest,
+    BackfillState,
     FetchPartInput,
     FetchPartResult,
     FinalizeInput,
@@ -27,10 +29,10 @@ from shared.contracts import (
     IngestState,
     PlanInput,
     PlanResult,
-    Resume,
+    Segment,
 )
 from shared.credentials import session_name_for
-from shared.errors import BridgeError, PaginationError
+from shared.errors import BridgeError, PaginationError, RequestError
 from shared.gateway import RunContext
 from shared.landing import MANIFEST, SUCCESS, Landing, generation_folder, part_name
 from shared.runner import Engine, JournalStore
@@ -40,6 +42,7 @@ from shared.window import Window, isoformat
 log = logging.getLogger(__name__)
 
 INGEST_ORCHESTRATOR = "ingest_orchestrator"
+BACKFILL_ORCHESTRATOR = "backfill_orchestrator"
 PLAN_WINDOW = "plan_window"
 FETCH_PART = "fetch_part"
 FINALIZE = "finalize"
@@ -107,11 +110,60 @@ def prepare_ingest(request: IngestRequest, runtime: Runtime) -> tuple[str, Inges
             first_retry_ms=int(source.retry.activity_first_retry_seconds * 1000),
         ),
         parts_per_execution=source.output.parts_per_execution,
+        max_parallel_segments=source.window.max_parallel_segments,
     )
     return instance_id, state
 
 
-# --- the orchestrator -------------------------------------------------------------------------
+MAX_BACKFILL_WINDOWS = 1000
+
+
+def backfill_instance_id(environment: str, source: str, window: Window, every: str) -> str:
+    return f"backfill-{environment}-{source}-{window.folder}-{every}"
+
+
+def prepare_backfill(request: BackfillRequest, runtime: Runtime) -> tuple[str, BackfillState]:
+    """Split the range into windows and build the backfill orchestrator's input."""
+    whole = Window.parse(request.start, request.end)
+    count = -(-whole.span // request.every)  # counted before splitting: a hostile range can be huge
+    if count > MAX_BACKFILL_WINDOWS:
+        raise RequestError(
+            "every", f"splits the range into {count} windows, more than {MAX_BACKFILL_WINDOWS}; widen it"
+        )
+    windows = whole.split(request.every)
+    first = IngestRequest.model_validate(
+        {
+            "source": request.source,
+            "window": windows[0].to_json(),
+            "pipelineRunId": request.pipeline_run_id,
+            "pipelineName": request.pipeline_name,
+            "mode": request.mode,
+        }
+    )
+    _, template = prepare_ingest(first, runtime)  # validates source, span, role once for all
+    environment = runtime.settings.environment.value
+    every = _duration(request.every)
+    instance_id = backfill_instance_id(environment, template.source, whole, every)
+    if request.pipeline_run_id is None:
+        template.pipeline_run_id = instance_id
+    return instance_id, BackfillState(
+        template=template,
+        windows=[w.to_json() for w in windows],
+        instance_ids=[instance_id_for(environment, template.source, w) for w in windows],
+        max_parallel=request.max_parallel,
+    )
+
+
+def _duration(every: timedelta) -> str:
+    seconds = int(every.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time_part = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    return f"P{f'{days}D' if days else ''}{f'T{time_part}' if time_part else ''}"
+
+
+# --- the orchestrators -------------------------------------------------------------------------
 
 
 def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
@@ -141,49 +193,51 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
         state.prefix = plan.prefix
         state.generation, state.folder = plan.generation, plan.folder
         state.previous_folder, state.manifest_etag = plan.previous_folder, plan.manifest_etag
+        state.segments, state.parts = plan.segments, plan.resumed_parts
         state.started_at = isoformat(context.current_utc_datetime)
-        if plan.resume is not None:
-            state.next_part, state.cursor = plan.resume.next_part, plan.resume.cursor
-            state.pages, state.parts, state.fetched = plan.resume.pages, plan.resume.parts, plan.resume.done
 
+    segmented = len(state.segments) > 1
     parts_this_execution = 0
-    while not state.fetched:
+    while open_segments := [seg for seg in state.segments if not seg.fetched]:
         _report(context, state)
-        result = FetchPartResult.model_validate(
-            _settled(
-                (
-                    yield context.call_activity_with_retry(
-                        FETCH_PART,
-                        retry,
-                        FetchPartInput(
-                            source=state.source,
-                            window=state.window,
-                            prefix=state.prefix or "",
-                            folder=state.folder,
-                            part_index=state.next_part,
-                            cursor=state.cursor,
-                            pages_before=state.pages,
-                            pipeline_run_id=state.pipeline_run_id,
-                            pipeline_name=state.pipeline_name,
-                            instance_id=context.instance_id,
-                            role_arn=state.role_arn,
-                            session_name=state.session_name,
-                            max_pages=1 if state.dry_run else None,
-                        ).model_dump(),
-                    )
-                )
+        batch = open_segments[: 1 if state.dry_run else state.max_parallel_segments]
+        tasks = [
+            context.call_activity_with_retry(
+                FETCH_PART,
+                retry,
+                FetchPartInput(
+                    source=state.source,
+                    window=seg.window,
+                    prefix=state.prefix or "",
+                    folder=state.folder,
+                    segment=seg.index if segmented else None,
+                    part_index=seg.next_part,
+                    cursor=seg.cursor,
+                    pages_before=seg.pages,
+                    pipeline_run_id=state.pipeline_run_id,
+                    pipeline_name=state.pipeline_name,
+                    instance_id=context.instance_id,
+                    role_arn=state.role_arn,
+                    session_name=state.session_name,
+                    max_pages=1 if state.dry_run else None,
+                ).model_dump(),
             )
-        )
-        state.pages += result.pages
-        state.cursor = result.next_cursor
-        if result.part is not None:
-            state.parts.append(result.part)
-            state.next_part += 1
-            parts_this_execution += 1
-        if result.done or state.dry_run:
-            state.fetched = True
-            break
-        if parts_this_execution >= state.parts_per_execution:
+            for seg in batch
+        ]
+        outcomes = yield context.task_all(tasks)
+        for seg, outcome in zip(batch, outcomes, strict=True):
+            result = FetchPartResult.model_validate(_settled(outcome))
+            seg.pages += result.pages
+            seg.cursor = result.next_cursor
+            seg.fetched = result.done
+            if result.part is not None:
+                state.parts.append(result.part)
+                seg.next_part += 1
+                parts_this_execution += 1
+        if state.dry_run:
+            for seg in state.segments:
+                seg.fetched = True
+        elif parts_this_execution >= state.parts_per_execution:
             state.executions += 1
             context.continue_as_new(state.model_dump())
             return {}
@@ -199,12 +253,63 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
     return dict(summary)
 
 
+def backfill_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """One ingest sub-orchestration per window, never more than max_parallel in flight.
+
+    Windows already landed finish at once (their ingest skips them), so re-running a
+    half-finished backfill only fetches what is missing.
+    """
+    backfill = BackfillState.model_validate(context.get_input())
+    outcomes: dict[int, dict[str, Any]] = {}
+    pending: dict[Any, int] = {}
+    queue = list(range(len(backfill.windows)))
+    while queue or pending:
+        while queue and len(pending) < backfill.max_parallel:
+            index = queue.pop(0)
+            child = backfill.template.model_copy(update={"window": backfill.windows[index]})
+            task = context.call_sub_orchestrator(
+                INGEST_ORCHESTRATOR, child.model_dump(), backfill.instance_ids[index]
+            )
+            pending[task] = index
+        finished = yield context.task_any(list(pending))
+        index = pending.pop(finished)
+        outcomes[index] = _window_outcome(backfill, index, finished.result)
+        context.set_custom_status({"windows": len(backfill.windows), "done": len(outcomes)})
+    results = [outcomes[i] for i in range(len(backfill.windows))]
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        raise RunFailed(
+            f"{len(failed)} of {len(results)} windows failed; first: {failed[0]['window']['from']}: "
+            f"{failed[0]['error']}; rerun the backfill to retry only those"
+        )
+    return {
+        "source": backfill.template.source,
+        "windows": results,
+        "landed": sum(1 for r in results if r["status"] == "landed"),
+        "skipped": sum(1 for r in results if r["status"] == "skipped-already-landed"),
+        "records": sum(int(r.get("records") or 0) for r in results),
+    }
+
+
+def _window_outcome(backfill: BackfillState, index: int, result: Any) -> dict[str, Any]:
+    outcome: dict[str, Any] = {"window": backfill.windows[index], "instanceId": backfill.instance_ids[index]}
+    if isinstance(result, Exception):
+        return {**outcome, "status": "failed", "error": " ".join(str(result).split())}
+    return {
+        **outcome,
+        "status": result.get("status"),
+        "records": result.get("records"),
+        "prefix": result.get("prefix"),
+    }
+
+
 def _report(context: df.DurableOrchestrationContext, state: IngestState) -> None:
     context.set_custom_status(
         {
             "parts": len(state.parts),
             "records": sum(int(p["records"]) for p in state.parts),
-            "pages": state.pages,
+            "pages": sum(seg.pages for seg in state.segments),
+            "segments": len(state.segments),
             "executions": state.executions,
         }
     )
@@ -228,8 +333,9 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
     prefix = window_prefix(runtime, source.name, window, dry_run=plan.dry_run)
     landing = runtime.landing_for(source)
     landing.ensure_container()
+    pieces = window.split(source.window.segment) if source.window.segment else [window]
     if plan.dry_run:
-        return PlanResult(prefix=prefix, complete=False).model_dump()
+        return PlanResult(prefix=prefix, complete=False, segments=_segments(pieces)).model_dump()
     manifest, etag = landing.read_json_versioned(f"{prefix}/{MANIFEST}")
     complete = manifest is not None and landing.exists(f"{prefix}/{SUCCESS}")
     if complete and plan.mode == "skip-if-complete":
@@ -246,6 +352,8 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
     else:
         generation, previous = 1, None
     folder = generation_folder(generation)
+    segments = _segments(pieces)
+    resumed = _resume(landing.landed_parts(prefix, folder), segments, folder)
     return PlanResult(
         prefix=prefix,
         complete=False,
@@ -253,35 +361,43 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
         folder=folder,
         previous_folder=previous,
         manifest_etag=etag,
-        resume=_resume_point(landing.landed_parts(prefix, folder), plan.window, folder),
+        segments=segments,
+        resumed_parts=resumed,
     ).model_dump()
 
 
-def _resume_point(
-    landed: list[tuple[str, dict[str, Any] | None]], window: dict[str, str], folder: str
-) -> Resume | None:
-    """The longest run of parts 0..n-1 committed for this window, and where the walk went on after it."""
-    chain: list[dict[str, Any]] = []
-    for name, checkpoint in landed:
-        if (
-            checkpoint is None
-            or name != f"{folder}{part_name(len(chain))}"
-            or checkpoint.get("window") != window
-            or not isinstance(checkpoint.get("part"), dict)
-        ):
-            break
-        chain.append(checkpoint)
-    if not chain:
-        return None
-    last = chain[-1]
-    log.info("resuming after %d landed parts", len(chain))
-    return Resume(
-        next_part=len(chain),
-        cursor=last.get("next_cursor"),
-        pages=int(last.get("pages_after", 0)),
-        done=bool(last.get("done")),
-        parts=[c["part"] for c in chain],
-    )
+def _segments(pieces: list[Window]) -> list[Segment]:
+    return [Segment(index=i, window=piece.to_json()) for i, piece in enumerate(pieces)]
+
+
+def _resume(
+    landed: list[tuple[str, dict[str, Any] | None]], segments: list[Segment], folder: str
+) -> list[dict[str, Any]]:
+    """Move each segment past the longest run of parts 0..n-1 an earlier attempt committed for it.
+
+    Returns those parts' manifest entries; the segments are updated in place.
+    """
+    checkpoints = dict(landed)
+    segmented = len(segments) > 1
+    resumed: list[dict[str, Any]] = []
+    for seg in segments:
+        while True:
+            name = f"{folder}{part_name(seg.next_part, seg.index if segmented else None)}"
+            checkpoint = checkpoints.get(name)
+            if (
+                not checkpoint
+                or checkpoint.get("window") != seg.window
+                or not isinstance(checkpoint.get("part"), dict)
+            ):
+                break
+            resumed.append(checkpoint["part"])
+            seg.next_part += 1
+            seg.cursor = checkpoint.get("next_cursor")
+            seg.pages = int(checkpoint.get("pages_after", 0))
+            seg.fetched = bool(checkpoint.get("done"))
+    if resumed:
+        log.info("resuming after %d landed parts", len(resumed))
+    return resumed
 
 
 @activity
@@ -296,8 +412,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     client = runtime.gateway_client(source, window, run, session)
     writer = runtime.landing_for(source).part_writer(
         job.prefix,
-        job.folder,
-        job.part_index,
+        f"{job.folder}{part_name(job.part_index, job.segment)}",
         {
             "source": source.name,
             "window_from": job.window["from"],
@@ -359,7 +474,8 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "parts": len(state.parts),
         "records": sum(int(p["records"]) for p in state.parts),
         "bytes": sum(int(p["bytes"]) for p in state.parts),
-        "pages": state.pages,
+        "uncompressedBytes": sum(int(p["uncompressed_bytes"]) for p in state.parts),
+        "pages": sum(seg.pages for seg in state.segments),
     }
     manifest: dict[str, Any] = {
         "source": source.name,
@@ -377,7 +493,8 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "generation": state.generation,
         "generationFolder": state.folder,
         "previousFolder": state.previous_folder,
-        "parts": state.parts,
+        "parts": sorted(state.parts, key=lambda part: str(part["name"])),
+        "segments": len(state.segments),
         "totals": totals,
         "startedAt": state.started_at,
         "finishedAt": isoformat(datetime.now(UTC)),
@@ -430,6 +547,7 @@ def summarize(manifest: dict[str, Any], *, skipped: bool) -> dict[str, Any]:
         "parts": [f"{prefix}/{p['name']}" for p in parts],
         "records": manifest["totals"]["records"],
         "bytes": manifest["totals"]["bytes"],
+        "uncompressedBytes": manifest["totals"].get("uncompressedBytes"),
         "pages": manifest["totals"]["pages"],
         "instanceId": manifest["instanceId"],
         "pipelineRunId": manifest["pipelineRunId"],
@@ -441,22 +559,25 @@ def summarize(manifest: dict[str, Any], *, skipped: bool) -> dict[str, Any]:
 def engine(state_dir: Path | None) -> Engine:
     """The in-process Durable backend with this app's orchestrators and activities registered."""
     return Engine(
-        {INGEST_ORCHESTRATOR: ingest_orchestrator},
+        {INGEST_ORCHESTRATOR: ingest_orchestrator, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
         {PLAN_WINDOW: plan_window, FETCH_PART: fetch_part, FINALIZE: finalize},
         JournalStore(state_dir),
     )
 
 
 __all__ = [
+    "BACKFILL_ORCHESTRATOR",
     "FETCH_PART",
     "FINALIZE",
     "INGEST_ORCHESTRATOR",
     "PLAN_WINDOW",
+    "backfill_orchestrator",
     "engine",
     "fetch_part",
     "finalize",
     "ingest_orchestrator",
     "instance_id_for",
     "plan_window",
+    "prepare_backfill",
     "prepare_ingest",
 ]

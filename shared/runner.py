@@ -136,6 +136,15 @@ class JournalStore:
             json.dump(data, handle)
         os.replace(tmp, self._path(instance.instance_id))
 
+    def all(self) -> list[Instance]:
+        """Every instance in the store."""
+        if self._dir is None:
+            with self._lock:
+                ids = list(self._memory)
+        else:
+            ids = [path.stem for path in self._dir.glob("*.json")]
+        return [instance for instance in map(self.load, ids) if instance is not None]
+
     def delete(self, instance_id: str) -> None:
         if self._dir is None:
             with self._lock:

@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from shared.catalog import AwsIamAuth, Catalog, Source, load_catalog
+from shared.catalog import ApiKeyAuth, AwsIamAuth, Catalog, JwtAuth, Source, load_catalog
 from shared.credentials import CredentialProvider, RoleSession
 from shared.gateway import GatewayClient, RunContext
 from shared.landing import Landing, blob_service
 from shared.pagination import paginator_for
 from shared.ratelimit import TokenBucket
+from shared.secrets import SecretProvider, secrets_from_settings
 from shared.settings import Settings
-from shared.signing import SigV4Auth
+from shared.signing import ApiKey, BearerToken, GatewayAuth, SigV4
+from shared.telemetry import install_redaction
 from shared.window import Window
 
 
@@ -29,6 +31,8 @@ class Runtime:
     settings: Settings
     catalog: Catalog
     credentials: CredentialProvider = field(default_factory=CredentialProvider)
+    #: Built on first use from SECRETS_PROVIDER / KEY_VAULT_URL; only sources with API keys need it.
+    secrets: SecretProvider | None = None
     http: httpx.Client = field(
         default_factory=lambda: httpx.Client(
             timeout=httpx.Timeout(30.0, connect=5.0),
@@ -42,6 +46,8 @@ class Runtime:
 
     @classmethod
     def from_env(cls) -> Runtime:
+        # Every entry point (Functions host, CLI, tests) builds the runtime before any request.
+        install_redaction()
         settings = Settings.from_env()
         return cls(settings=settings, catalog=load_catalog(settings.catalog_path))
 
@@ -76,18 +82,36 @@ class Runtime:
     def gateway_client(
         self, source: Source, window: Window, run: RunContext, session: RoleSession | None
     ) -> GatewayClient:
-        auth = None
-        if session is not None:
-            auth = SigV4Auth(self.credentials.credentials(session), session.region)
         return GatewayClient(
             source,
             paginator_for(source),
             self.http,
-            auth=auth,
+            auth=self.gateway_auth(source, session),
             limiter=self.rate_limiter(source),
             run=run,
             window_params=window.query_params(source.window),
         )
+
+    def gateway_auth(self, source: Source, session: RoleSession | None) -> GatewayAuth | None:
+        """The source's credentials for its requests; AWS ones are obtained now, before any request."""
+        auth = source.auth
+        if isinstance(auth, JwtAuth):
+            return GatewayAuth(bearer=BearerToken(self.credentials.entra_token, auth.audience))
+        if not isinstance(auth, AwsIamAuth | ApiKeyAuth):
+            return None
+        api_key = ApiKey(self.secret_provider(), auth.api_key_secret) if auth.api_key_secret else None
+        session = session or self.role_session(source, None, None)
+        sigv4 = None
+        if session is not None:
+            sigv4 = SigV4(self.credentials.for_session(session), session.region)
+        return GatewayAuth(sigv4=sigv4, api_key=api_key)
+
+    def secret_provider(self) -> SecretProvider:
+        """The process's secret provider (and its cache), built on first use."""
+        with self._lock:
+            if self.secrets is None:
+                self.secrets = secrets_from_settings(self.settings, self.credentials.token_source)
+            return self.secrets
 
     def rate_limiter(self, source: Source) -> TokenBucket:
         """The source's bucket, shared by every activity running in this worker process."""

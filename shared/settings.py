@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -64,6 +64,17 @@ class Settings(BaseModel):
         APP_ROOT / ".state",
         alias="RUN_STATE_DIR",
         description="Where the CLI keeps orchestration journals so a killed run resumes.",
+    )
+    key_vault_url: str | None = Field(
+        None,
+        alias="KEY_VAULT_URL",
+        pattern=r"^(https://\S+)?$",
+        description="Key Vault holding the secrets sources name (API keys), https://<vault>.vault.azure.net.",
+    )
+    secrets_provider: Literal["keyvault", "env"] = Field(
+        "keyvault",
+        alias="SECRETS_PROVIDER",
+        description="Where secrets are read: keyvault, or env (SECRET_<NAME> variables, for local runs).",
     )
 
     @model_validator(mode="after")

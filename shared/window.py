@@ -82,7 +82,8 @@ class Window:
         windows = []
         cursor = self.start
         while cursor < self.end:
-            nxt = min(cursor + every, self.end)
+            # Compared before adding: cursor + every may lie past datetime's range.
+            nxt = self.end if every >= self.end - cursor else cursor + every
             windows.append(Window(cursor, nxt))
             cursor = nxt
         return windows

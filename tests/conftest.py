@@ -54,7 +54,7 @@ def app(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     runtime.reset()
-    yield App(stack, env, catalog, container, tmp_path / "state")
+    yield App(stack, env, catalog, container, tmp_path / "state", monkeypatch)
     runtime.reset()
 
 

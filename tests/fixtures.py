@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack
 from shared import runtime
 from shared.contracts import IngestRequest
@@ -30,6 +32,7 @@ class App:
     catalog: Path
     container: str
     state_dir: Path
+    monkeypatch: pytest.MonkeyPatch
 
     @property
     def landing(self) -> Landing:
@@ -41,8 +44,10 @@ class App:
         runtime.reset()
 
     def set_env(self, **values: str) -> None:
+        """Change app settings for the rest of this test only."""
         self.env.update(values)
-        os.environ.update(values)
+        for name, value in values.items():
+            self.monkeypatch.setenv(name, value)
         runtime.reset()
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

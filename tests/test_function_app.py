@@ -209,3 +209,91 @@ def test_host_json_is_valid_for_the_functions_host() -> None:
         "fetch_part",
         "finalize",
     } <= names
+
+
+def test_starts_beyond_the_sources_concurrency_cap_get_429_with_retry_after(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    from localcloud.stack import orders_source
+
+    app.write_sources(
+        orders=orders_source(app.stack.cloud.gateway_url, rate_limit={"max_concurrent_runs": 2})
+    )
+    app.stack.cloud.gateway.latency_ms = 20  # the first two runs are still going when the third asks
+    windows = [
+        ("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"),
+        ("2024-01-01T01:00:00Z", "2024-01-01T02:00:00Z"),
+        ("2024-01-01T02:00:00Z", "2024-01-01T03:00:00Z"),
+    ]
+    responses = [
+        call(
+            event_loop_runner,
+            "ingest",
+            post_ingest({"source": "orders", "window": {"from": a, "to": b}}),
+            host,
+        )
+        for a, b in windows
+    ]
+    assert [r.status_code for r in responses] == [202, 202, 429]
+    refused = body_of(responses[2])
+    assert "max_concurrent_runs" in refused["message"]
+    assert int(responses[2].headers["Retry-After"]) > 0
+    # A trigger for a window already running still attaches, cap or not.
+    again = call(
+        event_loop_runner,
+        "ingest",
+        post_ingest({"source": "orders", "window": {"from": windows[0][0], "to": windows[0][1]}}),
+        host,
+    )
+    assert again.status_code == 202 and body_of(again)["attached"] is True
+
+
+def test_backfill_route_starts_a_bounded_backfill(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    body = {
+        "source": "orders",
+        "from": "2024-01-01T00:00:00Z",
+        "to": "2024-01-01T03:00:00Z",
+        "every": "PT1H",
+        "maxParallel": 2,
+    }
+    started = call(
+        event_loop_runner,
+        "backfill",
+        func.HttpRequest("POST", f"{BASE}/backfill", body=json.dumps(body).encode()),
+        host,
+    )
+    assert started.status_code == 202
+    instance_id = body_of(started)["id"]
+    assert instance_id == "backfill-dev-orders-20240101T000000Z_20240101T030000Z-PT1H"
+    host.wait_idle()
+    done = body_of(call(event_loop_runner, "run_status", get_run(instance_id), host))
+    assert done["runtimeStatus"] == "Completed"
+    assert done["landed"] == 3 and done["records"] == 3 * 3600
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"source": "orders", "from": HOUR[0], "to": HOUR[1], "every": "soon"}, "every"),
+        (
+            {"source": "orders", "from": HOUR[0], "to": HOUR[1], "every": "PT1H", "maxParallel": 0},
+            "maxParallel",
+        ),
+    ],
+)
+def test_bad_backfill_requests_name_the_field(
+    app: App, event_loop_runner: asyncio.AbstractEventLoop, body: dict[str, Any], field: str
+) -> None:
+    request = func.HttpRequest("POST", f"{BASE}/backfill", body=json.dumps(body).encode())
+    response = call(event_loop_runner, "backfill", request, None_host())
+    assert response.status_code == 400
+    assert body_of(response)["field"] == field
+
+
+def test_probe_route_reports_steps(app: App, event_loop_runner: asyncio.AbstractEventLoop) -> None:
+    request = func.HttpRequest("POST", f"{BASE}/probe", body=b'{"source": "orders"}')
+    response = call(event_loop_runner, "probe", request)
+    assert response.status_code == 200
+    assert [s["name"] for s in body_of(response)["steps"]] == ["identity", "sts", "gateway", "blob"]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
 from localcloud.azurite import free_port
+from localcloud.stack import FOREIGN_CREDENTIAL_VARS
 from shared.verify import read_records, verify_window
 
-from fixtures import HOUR, App
+from fixtures import HOUR, REPO, App
 
 
 def test_ingest_lands_every_served_record_exactly_once(app: App) -> None:
@@ -99,3 +104,49 @@ def test_unreachable_gateway_fails_fast_with_one_line(app: App) -> None:
     assert len(lines) == 1, result.stderr
     assert "GatewayError" in lines[0] and "ConnectError" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_killed_mid_page_resumes_and_lands_every_record_exactly_once(app: App) -> None:
+    from localcloud import Fault
+    from localcloud.stack import orders_source
+
+    app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, output={"pages_per_part": 10}))
+    gateway = app.stack.cloud.gateway
+    gateway.inject(Fault("delay", delay_ms=4000, page=25), times=1)
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
+    env.update(app.env)
+    args = [
+        sys.executable,
+        "-m",
+        "shared",
+        "ingest",
+        "--source",
+        "orders",
+        "--from",
+        HOUR[0],
+        "--to",
+        HOUR[1],
+    ]
+    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # The delay fault is consumed when page 25 is asked for: the worker is then mid-part 2.
+        while gateway.faults.pending():
+            assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    prefix = "dev/orders/20240101T000000Z_20240101T010000Z"
+    assert sorted(n for n in app.landing.list_names(prefix) if "part-" in n) == [
+        f"{prefix}/part-00000.jsonl.gz",
+        f"{prefix}/part-00001.jsonl.gz",
+    ]
+    gateway.wait_idle()
+    served_before = gateway.served_ids("orders")
+
+    summary = app.cli_json("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    expected = gateway.expected_ids("/dev/orders", *HOUR)
+    ids = Counter(record["id"] for record in read_records(app.landing, summary["prefix"]))
+    assert set(ids) == expected and max(ids.values()) == 1
+    assert summary["records"] == 3600 and len(summary["parts"]) == 4
+    assert len(served_before) >= 2000  # the first run really got that far
+    assert verify_window(app.landing, summary["prefix"]).ok

@@ -23,7 +23,7 @@ def configure(app: App, **overrides: object) -> None:
 def test_retry_after_is_honoured(app: App, form: str) -> None:
     retry_after: int | str = 1
     if form == "http-date":
-        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
     gateway = app.stack.cloud.gateway
     gateway.inject(Fault("status", status=503, retry_after=retry_after, page=1), times=1)
     instance = app.ingest()
@@ -75,17 +75,6 @@ def test_500_is_only_retried_when_the_source_opts_in(app: App) -> None:
     gateway.reset_observations()
     gateway.inject(Fault("status", status=500, page=2), times=1)
     assert app.ingest(mode="replace").runtime_status == "Completed"
-
-
-@pytest.mark.parametrize("kind", ["reset", "truncate", "short_body", "html"])
-def test_broken_bodies_are_retried_and_land_exactly_once(app: App, kind: str) -> None:
-    gateway = app.stack.cloud.gateway
-    gateway.inject(Fault(kind, page=5), times=2)  # type: ignore[arg-type]
-    instance = app.ingest()
-    assert instance.runtime_status == "Completed", instance.output
-    ids = Counter(r["id"] for r in read_records(app.landing, instance.output["prefix"]))
-    assert set(ids) == gateway.expected_ids("/dev/orders", *HOUR)
-    assert max(ids.values()) == 1
 
 
 def test_persistent_truncated_json_fails_with_the_bad_pages_request_id_and_keeps_landed_parts(

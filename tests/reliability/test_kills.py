@@ -1,0 +1,93 @@
+"""The worker SIGKILLed at arbitrary points, then restarted: every record lands exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from localcloud.stack import FOREIGN_CREDENTIAL_VARS, orders_source
+from shared.verify import read_records, verify_window
+
+from fixtures import HOUR, REPO, App
+
+PREFIX = "dev/orders/20240101T000000Z_20240101T010000Z"
+
+
+def test_sigkill_at_random_points_then_resume(app: App, ledger: Any) -> None:
+    gateway = app.stack.cloud.gateway
+    gateway.latency_ms = 3  # ~0.2 s of fetching per part: kills land in pages, uploads and commits
+    app.write_sources(orders=orders_source(gateway.url, output={"pages_per_part": 6}))
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
+    env.update(app.env)
+    args = [
+        sys.executable,
+        "-m",
+        "shared",
+        "ingest",
+        "--source",
+        "orders",
+        "--from",
+        HOUR[0],
+        "--to",
+        HOUR[1],
+    ]
+    rng = random.Random(20261125)
+    kills = 0
+    for _ in range(4):
+        process = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        # A fault-injection delay, not a synchronisation: where the kill lands is the point.
+        time.sleep(rng.uniform(0.8, 2.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    gateway.latency_ms = 0
+    summary = app.cli_json("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    expected = gateway.expected_ids("/dev/orders", *HOUR)
+    ids = Counter(r["id"] for r in read_records(app.landing, PREFIX))
+    duplicated = sum(n - 1 for n in ids.values())
+    ledger.record(
+        "worker SIGKILLed at random points",
+        runs=kills + 1,
+        expected=len(expected),
+        landed=len(set(ids) & expected),
+        duplicated=duplicated,
+        outcome=f"{kills} kills, resumed to completion",
+    )
+    assert kills >= 2
+    assert set(ids) == expected and duplicated == 0
+    assert summary["records"] == len(expected)
+    assert verify_window(app.landing, PREFIX).ok
+
+
+def test_killed_between_manifest_and_success_is_finished_without_refetching(app: App, ledger: Any) -> None:
+    first = app.ingest()
+    assert first.runtime_status == "Completed"
+    # The state a kill right after the manifest write leaves behind: manifest, no marker.
+    app.landing.delete(f"{PREFIX}/_SUCCESS")
+    gateway = app.stack.cloud.gateway
+    gateway.reset_observations()
+    again = app.ingest()
+    assert again.runtime_status == "Completed", again.output
+    assert gateway.requests == [], "every part was resumed from its checkpoint"
+    assert app.landing.exists(f"{PREFIX}/_SUCCESS")
+    ids = Counter(r["id"] for r in read_records(app.landing, PREFIX))
+    expected = gateway.expected_ids("/dev/orders", *HOUR)
+    ledger.record(
+        "killed between manifest and _SUCCESS",
+        runs=2,
+        expected=len(expected),
+        landed=len(set(ids) & expected),
+        duplicated=sum(n - 1 for n in ids.values()),
+        outcome="finished from checkpoints, 0 requests",
+    )
+    assert set(ids) == expected and max(ids.values()) == 1
+    assert again.output["records"] == first.output["records"]

@@ -22,9 +22,14 @@ test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest
 
+# By hand, never in CI: ratios against a ceiling loop and dlt, measured in the same run.
+bench: $(STAMP)
+	$(PY) bench/throughput.py
+	$(PY) bench/memory.py
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) node_modules .state .demo
+	rm -rf $(VENV) .venv-bench node_modules .state .demo

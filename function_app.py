@@ -16,24 +16,24 @@ from shared import api, orchestration
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
-@app.route(route="ingest", methods=["POST"])
+@app.route(route="ingest", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @app.durable_client_input(client_name="client")
 async def ingest(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.start_ingest(req, client)
 
 
-@app.route(route="backfill", methods=["POST"])
+@app.route(route="backfill", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @app.durable_client_input(client_name="client")
 async def backfill(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.start_backfill(req, client)
 
 
-@app.route(route="probe", methods=["POST"])
+@app.route(route="probe", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def probe(req: func.HttpRequest) -> func.HttpResponse:
     return api.run_probe(req)
 
 
-@app.route(route="runs/{id}", methods=["GET"])
+@app.route(route="runs/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @app.durable_client_input(client_name="client")
 async def run_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     return await api.run_status(req, client)

@@ -233,6 +233,12 @@ class Source(_Model):
             raise ValueError("must not carry a query or fragment; use params")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _production_is_https(self) -> Source:
+        if self.environment is Environment.prod and not self.base_url.startswith("https://"):
+            raise ValueError("base_url must be https for a prod source")
+        return self
+
     @cached_property
     def endpoint(self) -> str:
         """The full URL of the resource, without query."""

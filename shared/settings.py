@@ -83,6 +83,21 @@ class Settings(BaseModel):
             raise ValueError("set LANDING_CONNECTION_STRING (local) or LANDING_ACCOUNT_URL (Azure)")
         return self
 
+    @model_validator(mode="after")
+    def _production_uses_identities_only(self) -> Self:
+        if self.environment is not Environment.prod:
+            return self
+        if self.landing_connection_string:
+            raise ValueError(
+                "LANDING_CONNECTION_STRING is for local runs (it carries an account key); "
+                "in prod set LANDING_ACCOUNT_URL and use the managed identity"
+            )
+        if self.secrets_provider == "env":
+            raise ValueError("SECRETS_PROVIDER=env is for local runs; prod reads secrets from Key Vault")
+        if self.landing_account_url and not self.landing_account_url.startswith("https://"):
+            raise ValueError("LANDING_ACCOUNT_URL must be https in prod")
+        return self
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the settings; a bad value raises ConfigError naming the variable."""
@@ -94,6 +109,11 @@ class Settings(BaseModel):
                 f"{_alias(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
             )
             raise ConfigError(f"invalid app settings: {problems}") from None
+        sts_endpoint = source.get("AWS_ENDPOINT_URL_STS", "")
+        if settings.environment is Environment.prod and sts_endpoint.startswith("http://"):
+            raise ConfigError(
+                f"invalid app settings: AWS_ENDPOINT_URL_STS must be https in prod, not {sts_endpoint}"
+            )
         if not settings.catalog_path.is_absolute():
             settings = settings.model_copy(update={"catalog_path": APP_ROOT / settings.catalog_path})
         return settings

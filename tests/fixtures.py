@@ -50,18 +50,31 @@ class App:
             self.monkeypatch.setenv(name, value)
         runtime.reset()
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run `python -m shared ...` as its own process with the app's settings."""
+    def _process_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
         env.update(self.env)
+        return env
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `python -m shared ...` as its own process with the app's settings."""
         return subprocess.run(
             [sys.executable, "-m", "shared", *args],
             cwd=REPO,
-            env=env,
+            env=self._process_env(),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
+        )
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start `python -m shared ...` in the background, e.g. to kill it mid-run."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "shared", *args],
+            cwd=REPO,
+            env=self._process_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def ingest(self, source: str = "orders", window: tuple[str, str] = HOUR, **fields: Any) -> Instance:

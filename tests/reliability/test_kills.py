@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from typing import Any
 
-from localcloud.stack import FOREIGN_CREDENTIAL_VARS, orders_source
+from localcloud.stack import orders_source
 from shared.verify import read_records, verify_window
 
-from fixtures import HOUR, REPO, App
+from fixtures import HOUR, App
 
 PREFIX = "dev/orders/20240101T000000Z_20240101T010000Z"
 
@@ -23,26 +20,11 @@ def test_sigkill_at_random_points_then_resume(app: App, ledger: Any) -> None:
     gateway = app.stack.cloud.gateway
     gateway.latency_ms = 3  # ~0.2 s of fetching per part: kills land in pages, uploads and commits
     app.write_sources(orders=orders_source(gateway.url, output={"pages_per_part": 6}))
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
-    env.update(app.env)
-    args = [
-        sys.executable,
-        "-m",
-        "shared",
-        "ingest",
-        "--source",
-        "orders",
-        "--from",
-        HOUR[0],
-        "--to",
-        HOUR[1],
-    ]
+    args = ("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
     rng = random.Random(20261125)
     kills = 0
     for _ in range(4):
-        process = subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        process = app.spawn(*args)
         # A fault-injection delay, not a synchronisation: where the kill lands is the point.
         time.sleep(rng.uniform(0.8, 2.0))
         if process.poll() is None:

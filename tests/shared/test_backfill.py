@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 from localcloud import Dataset
-from localcloud.stack import FOREIGN_CREDENTIAL_VARS, orders_source
+from localcloud.stack import orders_source
 from shared.verify import read_records
 
-from fixtures import REPO, App
+from fixtures import App
 
 RANGE = ("2024-01-01T00:00:00Z", "2024-01-02T06:00:00Z")  # 30 hourly windows
 
@@ -56,12 +54,7 @@ def test_rerunning_a_killed_backfill_fetches_only_the_unfinished_windows(app: Ap
     sparse(app)
     gateway = app.stack.cloud.gateway
     gateway.latency_ms = 5
-    env = {k: v for k, v in __import__("os").environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
-    env.update(app.env)
-    args = [
-        sys.executable,
-        "-m",
-        "shared",
+    process = app.spawn(
         "backfill",
         "--source",
         "orders",
@@ -73,8 +66,7 @@ def test_rerunning_a_killed_backfill_fetches_only_the_unfinished_windows(app: Ap
         "PT1H",
         "--max-parallel",
         "2",
-    ]
-    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    )
     try:
         # Wait (on the landing itself) until some windows are complete, then kill -9 mid-flight.
         while sum(n.endswith("/_SUCCESS") for n in app.landing.list_names("dev/orders")) < 6:

@@ -218,7 +218,7 @@ class _PeakRss(threading.Thread):
 
 
 def run_ingest(
-    stack: Stack, window: tuple[str, str], container: str, timeout: float = 900, **source: Any
+    stack: Stack, span: tuple[str, str], container: str, timeout: float = 900, **source: Any
 ) -> Run:
     """`python -m shared ingest` as its own process: wall time and peak RSS (VmHWM) of that
     process, and the in-process time from the manifest's startedAt/finishedAt."""
@@ -235,9 +235,9 @@ def run_ingest(
         "--source",
         "orders",
         "--from",
-        window[0],
+        span[0],
         "--to",
-        window[1],
+        span[1],
         "--run-id",
         f"bench-{container}",
     ]

@@ -31,6 +31,8 @@ FOREIGN_CREDENTIAL_VARS = (
     "IMDS_ENDPOINT",
     "MSI_ENDPOINT",
     "MSI_SECRET",
+    # Not a credential, but a shell that exports it would send test telemetry to a real resource.
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
 )
 
 

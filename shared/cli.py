@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared import __version__
+from shared import __version__, progress
 from shared.contracts import BackfillRequest, IngestRequest, parse_request
 from shared.errors import BridgeError, ConfigError, RequestError
 from shared.orchestration import (
@@ -152,7 +152,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _run(runtime: Runtime, name: str, instance_id: str, input_: dict[str, Any]) -> int:
-    instance = engine(runtime.settings.state_dir).run(name, instance_id, input_)
+    with progress.reporting():
+        instance = engine(runtime.settings.state_dir).run(name, instance_id, input_)
     if instance.runtime_status != "Completed":
         _fail(f"{instance_id} {instance.runtime_status.lower()}: {instance.output}")
         return EXIT_FAILED

@@ -32,6 +32,7 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared import tracing
 from shared.errors import IdentityError, StsError
 
 log = logging.getLogger(__name__)
@@ -230,23 +231,25 @@ class CredentialProvider:
     def _fetcher(self, session: RoleSession) -> Any:
         def fetch() -> dict[str, str]:
             token = self.entra_token(session.audience)
-            try:
-                answer = self._sts(session.region).assume_role_with_web_identity(
-                    RoleArn=session.role_arn,
-                    RoleSessionName=session.session_name,
-                    WebIdentityToken=token,
-                    DurationSeconds=session.duration_seconds,
-                )
-            except ClientError as exc:
-                raise _sts_error(exc, session) from None
-            except BotoCoreError as exc:
-                raise StsError(
-                    f"could not reach AWS STS to assume {session.role_arn}: {_first_line(exc)}; check "
-                    "AWS_ENDPOINT_URL_STS / AWS_REGION and outbound network access",
-                    code="EndpointUnreachable",
-                    role_arn=session.role_arn,
-                    retryable=True,
-                ) from None
+            with tracing.sts_call(session.role_arn, session.region, session.session_name) as call:
+                try:
+                    answer = self._sts(session.region).assume_role_with_web_identity(
+                        RoleArn=session.role_arn,
+                        RoleSessionName=session.session_name,
+                        WebIdentityToken=token,
+                        DurationSeconds=session.duration_seconds,
+                    )
+                except ClientError as exc:
+                    raise _sts_error(exc, session) from None
+                except BotoCoreError as exc:
+                    raise StsError(
+                        f"could not reach AWS STS to assume {session.role_arn}: {_first_line(exc)}; check "
+                        "AWS_ENDPOINT_URL_STS / AWS_REGION and outbound network access",
+                        code="EndpointUnreachable",
+                        role_arn=session.role_arn,
+                        retryable=True,
+                    ) from None
+                call.answered(answer)
             creds = answer["Credentials"]
             log.info(
                 "assumed role %s as %s (source identity %s, expires %s)",

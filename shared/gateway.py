@@ -20,8 +20,10 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import tenacity
 
+from shared import tracing
 from shared.catalog import Source
 from shared.errors import BridgeError, GatewayError, PageFormatError, UnsafeUrlError
+from shared.jsonl import parse_page
 from shared.pagination import PageContext, PageRequest, Paginator
 from shared.ratelimit import TokenBucket
 from shared.signing import GatewayAuth
@@ -57,6 +59,7 @@ class Page:
     request_id: str | None
     size: int
     attempts: int = 1
+    nonstandard_json: bool = False  # the page carried NaN/Infinity
 
 
 @dataclass
@@ -100,8 +103,10 @@ class GatewayClient:
             before_sleep=lambda state: self._log_retry(state, number),
             reraise=True,
         )
-        page = retrying(self._attempt, page_request, cursor, number, attempts)
-        page.attempts = attempts.count
+        with tracing.page_span(self._source, number, self._run, attempts) as traced:
+            page = retrying(self._attempt, page_request, cursor, number, attempts)
+            page.attempts = attempts.count
+            traced.fetched(page)
         return page
 
     def _attempt(
@@ -121,11 +126,12 @@ class GatewayClient:
         finally:
             response.close()
         request_id = _request_id(response)
+        tracing.response(self._source.name, response.status_code, request_id)
         self._check_status(response, body, number, request_id)
         self._limiter.succeeded()
         try:
-            document = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            document, nonstandard = parse_page(body)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise PageFormatError(
                 f"page body is not valid JSON ({_first_line(exc)}; {len(body)} bytes received)",
                 source=self._source.name,
@@ -152,7 +158,7 @@ class GatewayClient:
             self._run.pipeline_run_id,
             self._run.instance_id,
         )
-        return Page(number, records, next_cursor, request_id, len(body))
+        return Page(number, records, next_cursor, request_id, len(body), nonstandard_json=nonstandard)
 
     def _build(self, page_request: PageRequest) -> httpx.Request:
         if page_request.url is not None:

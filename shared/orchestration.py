@@ -17,7 +17,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared import __version__
+from shared import __version__, tracing
 from shared.contracts import (
     ActivityRetry,
     BackfillRequest,
@@ -65,7 +65,8 @@ def activity(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[s
     @functools.wraps(fn)
     def run(payload: dict[str, Any]) -> dict[str, Any]:
         try:
-            return fn(payload)
+            with tracing.activity_span(fn.__name__, payload):
+                return fn(payload)
         except BridgeError as exc:
             if exc.retryable:
                 raise
@@ -434,7 +435,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
                 page=number,
             )
         page = client.fetch(cursor, number)
-        writer.write(page.records, page.request_id)
+        writer.write(page.records, page.request_id, nonstandard_json=page.nonstandard_json)
         pages += 1
         if page.next_cursor is None or (not page.records and source.pagination.stop_on_empty_page):
             done = True
@@ -455,6 +456,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
         "done": done,
     }
     part = writer.commit(checkpoint).to_json() if writer.records else None
+    tracing.part_landed(source.name, part)
     return FetchPartResult(
         part=part, next_cursor=None if done else cursor, done=done, pages=pages, records=writer.records
     ).model_dump()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from shared import tracing
 from shared.catalog import ApiKeyAuth, AwsIamAuth, Catalog, JwtAuth, Source, load_catalog
 from shared.credentials import CredentialProvider, RoleSession
 from shared.gateway import GatewayClient, RunContext
@@ -49,6 +50,8 @@ class Runtime:
         # Every entry point (Functions host, CLI, tests) builds the runtime before any request.
         install_redaction()
         settings = Settings.from_env()
+        # Exports to Application Insights only when its connection string is set; once per process.
+        tracing.ensure_configured(settings.applicationinsights_connection_string)
         return cls(settings=settings, catalog=load_catalog(settings.catalog_path))
 
     def source(self, name: str) -> Source:

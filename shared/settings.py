@@ -76,6 +76,24 @@ class Settings(BaseModel):
         alias="SECRETS_PROVIDER",
         description="Where secrets are read: keyvault, or env (SECRET_<NAME> variables, for local runs).",
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        alias="LOG_FORMAT",
+        description=(
+            "Log lines of the command line on stderr: text, or json (one object a line, with the run id, "
+            "instance id, source, window, page and API request id where known). In Azure the Functions "
+            "host ships log records itself."
+        ),
+    )
+    applicationinsights_connection_string: str | None = Field(
+        None,
+        alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
+        pattern=r"^(.*InstrumentationKey=[^;]+.*)?$",
+        description=(
+            "Application Insights connection string; when set, traces (activities, pages, STS calls) and "
+            "metrics are exported there. Unset: nothing is exported."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_storage_target(self) -> Self:

@@ -33,6 +33,7 @@ LOCAL_ONLY = {
     "LANDING_CONNECTION_STRING": "Azurite only; the account has shared keys disabled",
     "LANDING_CREATE_CONTAINER": "the template creates the landing container",
     "RUN_STATE_DIR": "journals of the CLI's in-process runner; the Functions host keeps its own",
+    "LOG_FORMAT": "the CLI's stderr lines; in Azure the Functions host ships log records itself",
 }
 # Settings read by the Functions host, the Durable extension, azure-identity or botocore.
 PLATFORM = {

@@ -133,7 +133,7 @@ def run_ours(stack: Stack, scenario: Scenario, round_: int, timeout: float) -> R
             path=BENCH_PATH,
             pagination={"page_size": scenario.page_size},
             rate_limit=rate,
-            output={"pages_per_part": 100},  # the catalog default (orders_source says 10)
+            output={"pages_per_part": 500},  # the catalog default (orders_source says 10)
             **_segmenting(scenario),
         )
     except RuntimeError as exc:

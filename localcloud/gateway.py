@@ -170,6 +170,10 @@ class GatewayServer(LocalServer):
         """How many records ``[start, end)`` at ``path`` holds, in O(1)."""
         return len(self.dataset(path).window(start, end))
 
+    def wait_for_requests(self, count: int, timeout: float) -> bool:
+        """Block until the log holds at least `count` requests, e.g. to act at a chosen point of a run."""
+        return self._log.wait_for_count(count, timeout)
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until no request is in flight, so one test's stragglers never land in the next's log."""
         return self._log.wait_idle(timeout)
@@ -207,6 +211,12 @@ class GatewayServer(LocalServer):
             response.headers += [("x-amzn-RequestId", exchange.request_id), ("x-amz-apigw-id", _apigw_id())]
             self._log.append(_record(request, response, exchange, started, wall))
             return response
+
+    def _link_base(self, request: Request) -> str:
+        # Links are built from the Host the client used, as API Gateway does; this also keeps
+        # a request that raced a stop() from failing on the (released) port.
+        host = request.header("host")
+        return f"http://{host}" if host else self.url
 
     def _serve(self, request: Request, exchange: _Exchange) -> Response:
         route = self._routes.get(request.path)
@@ -263,7 +273,15 @@ class GatewayServer(LocalServer):
         if fault is not None and fault.kind == "huge":
             _pad(items, fault.size_bytes)
         rendered = paginator.render(
-            Page(dataset, window, page_request, items, next_offset, self.url + request.path, params)
+            Page(
+                dataset,
+                window,
+                page_request,
+                items,
+                next_offset,
+                self._link_base(request) + request.path,
+                params,
+            )
         )
         response = json_response(200, rendered.payload, rendered.headers)
         damaged = None if fault is None else mangle_response(fault, response)

@@ -57,6 +57,12 @@ class RequestLog:
         """Add one finished request."""
         with self._lock:
             self._records.append(record)
+            self._idle.notify_all()
+
+    def wait_for_count(self, count: int, timeout: float) -> bool:
+        """Block until at least `count` requests have been logged (or the timeout passes)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: len(self._records) >= count, timeout)
 
     def snapshot(self) -> list[RequestRecord]:
         """Every record so far, in completion order."""

@@ -193,7 +193,7 @@ class Output(_Model):
     """Where and how records land."""
 
     container: str | None = Field(None, description="Overrides LANDING_CONTAINER for this source.")
-    pages_per_part: int = Field(100, ge=1, description="Pages per part; also the checkpoint interval.")
+    pages_per_part: int = Field(500, ge=1, description="Pages per part; also the checkpoint interval.")
     max_part_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Uncompressed bytes per part.")
     parts_per_execution: int = Field(
         20, ge=1, description="continue_as_new after this many parts keeps durable history small."

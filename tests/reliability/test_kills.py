@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import time
 from collections import Counter
 from typing import Any
 
@@ -24,9 +23,12 @@ def test_sigkill_at_random_points_then_resume(app: App, ledger: Any) -> None:
     rng = random.Random(20261125)
     kills = 0
     for _ in range(4):
+        # Kill once the gateway has answered a random number of further pages: mid-page,
+        # mid-part or mid-commit, wherever that falls (36 pages, parts of 6).
+        target = len(gateway.requests) + rng.randint(3, 8)
         process = app.spawn(*args)
-        # A fault-injection delay, not a synchronisation: where the kill lands is the point.
-        time.sleep(rng.uniform(0.8, 2.0))
+        while not gateway.wait_for_requests(target, timeout=0.2) and process.poll() is None:
+            continue
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
@@ -44,7 +46,7 @@ def test_sigkill_at_random_points_then_resume(app: App, ledger: Any) -> None:
         duplicated=duplicated,
         outcome=f"{kills} kills, resumed to completion",
     )
-    assert kills >= 2
+    assert kills >= 3
     assert set(ids) == expected and duplicated == 0
     assert summary["records"] == len(expected)
     assert verify_window(app.landing, PREFIX).ok

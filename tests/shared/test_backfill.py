@@ -20,6 +20,22 @@ def sparse(app: App) -> None:
     app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, path="/sparse"))
 
 
+def backfill_args(end: str = RANGE[1], parallel: int = 4) -> tuple[str, ...]:
+    return (
+        "backfill",
+        "--source",
+        "orders",
+        "--from",
+        RANGE[0],
+        "--to",
+        end,
+        "--every",
+        "PT1H",
+        "--max-parallel",
+        str(parallel),
+    )
+
+
 def windows_requested(app: App) -> set[str]:
     return {r.query["from"] for r in app.stack.cloud.gateway.requests if r.path == "/dev/sparse"}
 
@@ -28,19 +44,7 @@ def test_backfill_lands_every_window_with_at_most_max_parallel_in_flight(app: Ap
     sparse(app)
     gateway = app.stack.cloud.gateway
     gateway.latency_ms = 5  # long enough for windows to overlap
-    result = app.cli_json(
-        "backfill",
-        "--source",
-        "orders",
-        "--from",
-        RANGE[0],
-        "--to",
-        RANGE[1],
-        "--every",
-        "PT1H",
-        "--max-parallel",
-        "4",
-    )
+    result = app.cli_json(*backfill_args(parallel=4))
     assert result["landed"] == 30 and result["skipped"] == 0
     assert result["records"] == 30 * 600
     assert 2 <= gateway.max_concurrency_observed <= 4
@@ -54,19 +58,7 @@ def test_rerunning_a_killed_backfill_fetches_only_the_unfinished_windows(app: Ap
     sparse(app)
     gateway = app.stack.cloud.gateway
     gateway.latency_ms = 5
-    process = app.spawn(
-        "backfill",
-        "--source",
-        "orders",
-        "--from",
-        RANGE[0],
-        "--to",
-        RANGE[1],
-        "--every",
-        "PT1H",
-        "--max-parallel",
-        "2",
-    )
+    process = app.spawn(*backfill_args(parallel=2))
     try:
         # Wait (on the landing itself) until some windows are complete, then kill -9 mid-flight.
         while sum(n.endswith("/_SUCCESS") for n in app.landing.list_names("dev/orders")) < 6:
@@ -80,19 +72,7 @@ def test_rerunning_a_killed_backfill_fetches_only_the_unfinished_windows(app: Ap
     gateway.wait_idle()
     gateway.reset_observations()
 
-    result = app.cli_json(
-        "backfill",
-        "--source",
-        "orders",
-        "--from",
-        RANGE[0],
-        "--to",
-        RANGE[1],
-        "--every",
-        "PT1H",
-        "--max-parallel",
-        "2",
-    )
+    result = app.cli_json(*backfill_args(parallel=2))
     # Windows finished before the kill are replayed from the journal, not fetched again.
     assert result["landed"] + result["skipped"] == 30
     assert len(landed_before) >= 6
@@ -109,34 +89,10 @@ def test_a_failed_window_fails_the_backfill_naming_it_and_a_rerun_does_only_that
     sparse(app)
     gateway = app.stack.cloud.gateway
     gateway.inject(Fault("status", status=404, page=1), times=1)
-    result = app.cli(
-        "backfill",
-        "--source",
-        "orders",
-        "--from",
-        RANGE[0],
-        "--to",
-        "2024-01-01T04:00:00Z",
-        "--every",
-        "PT1H",
-        "--max-parallel",
-        "1",
-    )
+    result = app.cli(*backfill_args(end="2024-01-01T04:00:00Z", parallel=1))
     assert result.returncode == 1
     assert "1 of 4 windows failed; first: 2024-01-01T00:00:00Z" in result.stderr
     gateway.reset_observations()
-    again = app.cli_json(
-        "backfill",
-        "--source",
-        "orders",
-        "--from",
-        RANGE[0],
-        "--to",
-        "2024-01-01T04:00:00Z",
-        "--every",
-        "PT1H",
-        "--max-parallel",
-        "1",
-    )
+    again = app.cli_json(*backfill_args(end="2024-01-01T04:00:00Z", parallel=1))
     assert (again["landed"], again["skipped"]) == (1, 3)
     assert windows_requested(app) == {"2024-01-01T00:00:00Z"}

@@ -170,6 +170,9 @@ class PlanInput(_Edge):
     window: dict[str, str]
     mode: Mode
     dry_run: bool
+    # Correlation only (logs and spans of the activity), like every other activity input.
+    pipeline_run_id: str | None = None
+    instance_id: str | None = None
 
 
 class PlanResult(_Edge):

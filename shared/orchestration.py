@@ -182,7 +182,12 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
                         PLAN_WINDOW,
                         retry,
                         PlanInput(
-                            source=state.source, window=state.window, mode=state.mode, dry_run=state.dry_run
+                            source=state.source,
+                            window=state.window,
+                            mode=state.mode,
+                            dry_run=state.dry_run,
+                            pipeline_run_id=state.pipeline_run_id,
+                            instance_id=context.instance_id,
                         ).model_dump(),
                     )
                 )

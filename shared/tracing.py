@@ -334,8 +334,8 @@ class activity_span(_Scope):
 def activity_fields(payload: Any) -> dict[str, Any]:
     """The correlation fields in an activity's input (`shared.contracts`).
 
-    FetchPartInput has them all; FinalizeInput has them in `state` (IngestState) and
-    `instance_id`; PlanInput has the source and window only.
+    FetchPartInput and PlanInput have them all; FinalizeInput has them in `state` (IngestState)
+    and `instance_id`.
     """
     if not isinstance(payload, Mapping):
         return {}

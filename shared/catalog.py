@@ -21,7 +21,6 @@ from shared.settings import Environment
 
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-PIPELINE_NAME = re.compile(r"^[\w .()-]{1,260}$")
 # Key Vault's rule for secret names.
 KEY_VAULT_NAME = r"^[0-9A-Za-z-]{1,127}$"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Self
 
 from localcloud.credstore import CredentialStore
@@ -11,6 +10,7 @@ from localcloud.gateway import GatewayServer
 from localcloud.gateway_auth import AuthMode
 from localcloud.identity import IdentityServer
 from localcloud.keyvault import KeyVaultServer
+from localcloud.server import Service
 from localcloud.sts import StsServer
 
 __all__ = ["LocalCloud"]
@@ -23,7 +23,7 @@ ORDERS_DAILY_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/adf-orders-daily"
 ORDERS_PATH = "/dev/orders"
 
 
-class LocalCloud:
+class LocalCloud(Service):
     """Managed identity endpoint, STS and API Gateway sharing one credential store, and Key Vault.
 
     STS trusts the identity server's issuer and key; the roles ``adf-ingest`` and
@@ -111,14 +111,3 @@ class LocalCloud:
         """Settings for reading secrets from the Key Vault stand-in: its URL, and its CA as the
         bundle requests (under the Azure SDK) trusts, since the SDK only talks TLS to a vault."""
         return {"KEY_VAULT_URL": self.keyvault.url, "REQUESTS_CA_BUNDLE": str(self.keyvault.ca_bundle)}
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

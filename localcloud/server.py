@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
-__all__ = ["LocalServer", "Request", "Response", "json_response"]
+__all__ = ["LocalServer", "Request", "Response", "Service", "json_response"]
 
 # How often serve_forever() checks for shutdown; the default 0.5 s would make every
 # stop() in the test suite take half a second.
@@ -180,7 +180,27 @@ class _HttpServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class LocalServer(ABC):
+class Service(ABC):
+    """Something a test or the demo starts, uses, and stops: also a context manager."""
+
+    @abstractmethod
+    def start(self) -> Self:
+        """Start serving; returns ``self``."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop serving.  Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class LocalServer(Service):
     """Base for a stand-in served on ``127.0.0.1:<free port>`` from a background thread.
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.  Subclasses implement
@@ -236,14 +256,3 @@ class LocalServer(ABC):
     def url(self) -> str:
         """Base URL, ``http://127.0.0.1:<port>`` (only while running)."""
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

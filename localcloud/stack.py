@@ -10,11 +10,11 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from localcloud.azurite import Azurite
 from localcloud.cloud import LocalCloud
+from localcloud.server import Service
 
 # Variables that would let boto3 or azure-identity find credentials some other way than the
 # federated path under test; they are removed from the app's environment.
@@ -90,7 +90,7 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as TOML")
 
 
-class Stack:
+class Stack(Service):
     """LocalCloud (identity, STS, gateway) and Azurite, started and stopped together."""
 
     def __init__(self, workdir: Path | None = None) -> None:
@@ -134,11 +134,3 @@ class Stack:
             "LANDING_CREATE_CONTAINER": "true",
             "RUN_STATE_DIR": str(state_dir or self.workdir / "state"),
         }
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

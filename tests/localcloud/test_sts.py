@@ -151,20 +151,24 @@ def test_role_trust_can_pin_the_subject(cloud_env: LocalCloud, sts: Any, mi_toke
     assert _assume(sts, mi_token(), role_arn=pinned)["Credentials"]["AccessKeyId"]
 
 
+def _post_assume(
+    http: httpx.Client, cloud: LocalCloud, token: str, session: str, extra: dict[str, str] | None = None
+) -> httpx.Response:
+    """AssumeRoleWithWebIdentity on the wire, for parameters botocore would not send."""
+    form = {
+        "Action": "AssumeRoleWithWebIdentity",
+        "Version": "2011-06-15",
+        "RoleArn": cloud.role_arn,
+        "RoleSessionName": session,
+        "WebIdentityToken": token,
+    }
+    return http.post(cloud.sts.url, data={**form, **(extra or {})})
+
+
 def test_duration_below_minimum_is_refused_server_side(cloud: LocalCloud, http: httpx.Client) -> None:
     # botocore refuses this client-side, so speak the wire protocol directly.
     token, _ = cloud.identity.issue_token(cloud.audience)
-    response = http.post(
-        cloud.sts.url,
-        data={
-            "Action": "AssumeRoleWithWebIdentity",
-            "Version": "2011-06-15",
-            "RoleArn": cloud.role_arn,
-            "RoleSessionName": "short",
-            "WebIdentityToken": token,
-            "DurationSeconds": "899",
-        },
-    )
+    response = _post_assume(http, cloud, token, "short", {"DurationSeconds": "899"})
 
     assert response.status_code == 400
     error = _parse(response).find("sts:Error", _NS)
@@ -179,17 +183,8 @@ def test_tags_and_source_identity_are_recorded(cloud: LocalCloud, http: httpx.Cl
     token, _ = cloud.identity.issue_token(
         cloud.audience, **{"https://aws.amazon.com/source_identity": "adf-pipeline"}
     )
-    response = http.post(
-        cloud.sts.url,
-        data={
-            "Action": "AssumeRoleWithWebIdentity",
-            "Version": "2011-06-15",
-            "RoleArn": cloud.role_arn,
-            "RoleSessionName": "tagged",
-            "WebIdentityToken": token,
-            "Tags.member.1.Key": "dataset",
-            "Tags.member.1.Value": "orders",
-        },
+    response = _post_assume(
+        http, cloud, token, "tagged", {"Tags.member.1.Key": "dataset", "Tags.member.1.Value": "orders"}
     )
 
     assert response.status_code == 200

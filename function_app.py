@@ -11,7 +11,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import api, orchestration
+from shared import api
+from shared.ingest import orchestrators as orchestration
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 

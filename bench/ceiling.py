@@ -1,4 +1,4 @@
-"""The ceiling client: a minimal loop of raw httpx GETs, SigV4-signed by shared.signing.
+"""The ceiling client: a minimal loop of raw httpx GETs, SigV4-signed by shared.gateway.auth.
 
 Started by bench/throughput.py as its own process (the emulator runs in the bench process,
 so a client sharing that process's GIL would measure the GIL, not the client).  Its
@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from federation import assume_role
 
-from shared.signing import sign
+from shared.gateway.auth import sign
 
 
 class SigV4Auth(httpx.Auth):
-    """The app's signing function (shared.signing.sign) for execute-api, as an httpx.Auth."""
+    """The app's signing function (shared.gateway.auth.sign) for execute-api, as an httpx.Auth."""
 
     requires_request_body = True
 

@@ -15,7 +15,7 @@ Scenarios (each flag overrides the selected scenario's default):
              bucket's exact schedule (burst, then 1/R apart)
 
 Clients, each its own process against the emulator and Azurite started here (local_stack):
-  ceiling  bench/ceiling.py: raw httpx GETs signed with shared.signing, JSON parsed, nothing written
+  ceiling  bench/ceiling.py: raw httpx GETs signed with shared.gateway.auth, JSON parsed, nothing written
   ours     `python -m shared ingest` end to end (gzip JSONL parts, manifest, _SUCCESS in Azurite)
   peer     bench/peer_dlt.py in .venv-bench: dlt rest_api source -> filesystem destination, jsonl
            (created on first use from requirements-bench.txt; --no-install to skip that)

@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack, orders_source
-from shared.landing import Landing, blob_service
-from shared.verify import read_records, verify_window
+from shared.landing.blobs import Landing, blob_service
+from shared.landing.verify import read_records, verify_window
 
 WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")
 

@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from localcloud.server import LocalServer, Request, Response, json_response
-from shared.orchestration import engine as app_engine
-from shared.runner import Engine
+from shared.durable.engine import Engine
+from shared.ingest.orchestrators import engine as app_engine
 
 log = logging.getLogger(__name__)
 

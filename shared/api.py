@@ -16,13 +16,18 @@ import azure.functions as func
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
 from shared import __version__
-from shared.catalog import Source
-from shared.contracts import BackfillRequest, IngestRequest, ProbeRequest, parse_request
+from shared.config.catalog import Source
 from shared.errors import BridgeError, ConflictError, NotFoundError, RequestError
-from shared.orchestration import BACKFILL_ORCHESTRATOR, INGEST_ORCHESTRATOR, prepare_backfill, prepare_ingest
+from shared.ingest.orchestrators import (
+    BACKFILL_ORCHESTRATOR,
+    INGEST_ORCHESTRATOR,
+    prepare_backfill,
+    prepare_ingest,
+)
+from shared.ingest.payloads import BackfillRequest, IngestRequest, ProbeRequest, parse_request
+from shared.observability.logs import redact
 from shared.probe import probe
 from shared.runtime import current
-from shared.telemetry import redact
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared import __version__, progress
-from shared.contracts import BackfillRequest, IngestRequest, parse_request
+from shared import __version__
 from shared.errors import BridgeError, ConfigError, RequestError
-from shared.orchestration import (
+from shared.ingest.orchestrators import (
     BACKFILL_ORCHESTRATOR,
     INGEST_ORCHESTRATOR,
     engine,
@@ -26,11 +25,13 @@ from shared.orchestration import (
     prepare_ingest,
     window_prefix,
 )
+from shared.ingest.payloads import BackfillRequest, IngestRequest, parse_request
+from shared.ingest.window import Window
+from shared.landing.verify import verify_window
+from shared.observability import progress
+from shared.observability.logs import configure_logging, redact
 from shared.probe import probe
 from shared.runtime import Runtime, current
-from shared.telemetry import configure_logging, redact
-from shared.verify import verify_window
-from shared.window import Window
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.telemetry import redact
+from shared.observability.logs import redact
 
 
 class BridgeError(Exception):

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.catalog import AwsIamAuth, Source
+from shared.config.catalog import AwsIamAuth, Source
 from shared.errors import BridgeError
-from shared.gateway import RunContext
+from shared.gateway.client import RunContext
+from shared.ingest.window import Window
 from shared.runtime import Runtime
-from shared.window import Window
 
 STEPS = ("identity", "sts", "gateway", "blob")
 

@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from shared import tracing
-from shared.catalog import ApiKeyAuth, AwsIamAuth, Catalog, JwtAuth, Source, load_catalog
-from shared.credentials import CredentialProvider, RoleSession
-from shared.gateway import GatewayClient, RunContext
-from shared.landing import Landing, blob_service
-from shared.pagination import paginator_for
-from shared.ratelimit import TokenBucket
-from shared.secrets import SecretProvider, secrets_from_settings
-from shared.settings import Settings
-from shared.signing import ApiKey, BearerToken, GatewayAuth, SigV4
-from shared.telemetry import install_redaction
-from shared.window import Window
+from shared.config.catalog import ApiKeyAuth, AwsIamAuth, Catalog, JwtAuth, Source, load_catalog
+from shared.config.settings import Settings
+from shared.gateway.auth import ApiKey, BearerToken, GatewayAuth, SigV4
+from shared.gateway.client import GatewayClient, RunContext
+from shared.gateway.pagination import paginator_for
+from shared.gateway.ratelimit import TokenBucket
+from shared.identity.secrets import SecretProvider, secrets_from_settings
+from shared.identity.sts import CredentialProvider, RoleSession
+from shared.ingest.window import Window
+from shared.landing.blobs import Landing, blob_service
+from shared.observability import tracing
+from shared.observability.logs import install_redaction
 
 
 @dataclass

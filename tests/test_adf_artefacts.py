@@ -21,13 +21,13 @@ from azure.functions.decorators.http import HttpTrigger
 from pydantic import TypeAdapter
 
 import function_app
-import shared.contracts
-from shared.catalog import load_catalog
-from shared.contracts import IngestRequest, WindowBody
-from shared.landing import SUCCESS
-from shared.orchestration import window_prefix
-from shared.settings import Settings
-from shared.window import Window
+import shared.ingest.payloads
+from shared.config.catalog import load_catalog
+from shared.config.settings import Settings
+from shared.ingest.orchestrators import window_prefix
+from shared.ingest.payloads import IngestRequest, WindowBody
+from shared.ingest.window import Window
+from shared.landing.blobs import SUCCESS
 
 ROOT = Path(__file__).resolve().parent.parent
 ADF = ROOT / "adf"
@@ -520,9 +520,9 @@ def test_backfill_body_is_the_backfill_contract() -> None:
     assert TypeAdapter(timedelta).validate_python(body["every"]) == timedelta(days=1)
     assert isinstance(body["maxParallel"], int) and body["maxParallel"] >= 1
     assert (body.get("pipelineRunId"), body.get("pipelineName")) == (RUN_ID, "pl_backfill")
-    model = getattr(shared.contracts, "BackfillRequest", None)
+    model = getattr(shared.ingest.payloads, "BackfillRequest", None)
     if model is None:
-        pytest.skip("shared.contracts.BackfillRequest does not exist yet; checked the DESIGN.md fields")
+        pytest.skip("shared.ingest.payloads.BackfillRequest does not exist yet; checked the DESIGN.md fields")
     aliases = {f.alias or n for n, f in model.model_fields.items()}
     assert set(body) <= aliases, f"the backfill route refuses unknown fields {set(body) - aliases}"
     model.model_validate(body)

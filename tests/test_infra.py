@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.catalog import AwsIamAuth, Source, load_catalog
-from shared.settings import Environment, Settings
+from shared.config.catalog import AwsIamAuth, Source, load_catalog
+from shared.config.settings import Environment, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BICEP = ROOT / "infra" / "azure" / "main.bicep"

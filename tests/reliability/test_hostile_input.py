@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import api
-from shared.catalog import load_catalog
+from shared.config.catalog import load_catalog
 from shared.errors import ConfigError
 
 from fixtures import HOUR, App

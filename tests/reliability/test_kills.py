@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from localcloud.stack import orders_source
-from shared.verify import read_records, verify_window
+from shared.landing.verify import read_records, verify_window
 
 from fixtures import HOUR, App
 

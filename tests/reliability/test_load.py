@@ -11,9 +11,9 @@ from typing import Any
 from localcloud import Dataset
 from localcloud.stack import orders_source
 from shared import runtime
-from shared.contracts import IngestRequest
-from shared.orchestration import INGEST_ORCHESTRATOR, engine, prepare_ingest
-from shared.verify import read_records
+from shared.ingest.orchestrators import INGEST_ORCHESTRATOR, engine, prepare_ingest
+from shared.ingest.payloads import IngestRequest
+from shared.landing.verify import read_records
 
 from fixtures import App
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.catalog import load_catalog
+from shared.config.catalog import load_catalog
+from shared.config.settings import Settings
 from shared.errors import ConfigError
-from shared.settings import Settings
 
 PROD = {"APP_ENVIRONMENT": "prod", "LANDING_ACCOUNT_URL": "https://acct.blob.core.windows.net"}
 

@@ -18,10 +18,10 @@ from localcloud.gateway_auth import AuthMode
 from localcloud.server import LocalServer, Request, Response
 from localcloud.stack import catalog_toml, orders_source
 from shared import runtime
-from shared.catalog import load_catalog
+from shared.config.catalog import load_catalog
 from shared.errors import ConfigError
-from shared.secrets import env_variable_for
-from shared.verify import read_records
+from shared.identity.secrets import env_variable_for
+from shared.landing.verify import read_records
 
 from fixtures import HOUR, App
 

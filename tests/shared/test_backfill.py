@@ -7,7 +7,7 @@ from collections import Counter
 
 from localcloud import Dataset
 from localcloud.stack import orders_source
-from shared.verify import read_records
+from shared.landing.verify import read_records
 
 from fixtures import App
 

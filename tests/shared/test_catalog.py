@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.catalog import load_catalog
+from shared.config.catalog import load_catalog
+from shared.config.settings import APP_ROOT, Environment
 from shared.errors import ConfigError, RequestError
-from shared.settings import APP_ROOT, Environment
 
 VALID = """
 [sources.orders]

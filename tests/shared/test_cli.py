@@ -9,7 +9,7 @@ from collections import Counter
 from localcloud import Fault
 from localcloud.azurite import free_port
 from localcloud.stack import orders_source
-from shared.verify import read_records, verify_window
+from shared.landing.verify import read_records, verify_window
 
 from fixtures import HOUR, App
 

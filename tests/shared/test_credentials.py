@@ -20,9 +20,9 @@ import pytest
 from localcloud import Dataset, Fault, LocalCloud, StsCall
 from localcloud.stack import orders_source
 from shared import runtime
-from shared.credentials import CredentialProvider, RoleSession, session_name_for
 from shared.errors import RequestError, StsError
-from shared.verify import read_records
+from shared.identity.sts import CredentialProvider, RoleSession, session_name_for
+from shared.landing.verify import read_records
 
 from fixtures import HOUR, App
 

@@ -10,7 +10,7 @@ import pytest
 
 from localcloud import Fault
 from localcloud.stack import orders_source
-from shared.verify import read_records
+from shared.landing.verify import read_records
 
 from fixtures import HOUR, App
 

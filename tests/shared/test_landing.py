@@ -11,9 +11,9 @@ import pytest
 from localcloud import Fault
 from localcloud.stack import orders_source
 from shared import runtime
-from shared.contracts import FinalizeInput, IngestState
-from shared.orchestration import finalize, plan_window
-from shared.verify import read_records, verify_window
+from shared.ingest.orchestrators import finalize, plan_window
+from shared.ingest.payloads import FinalizeInput, IngestState
+from shared.landing.verify import read_records, verify_window
 
 from fixtures import HOUR, App
 

@@ -14,10 +14,16 @@ from typing import Any
 import azure.durable_functions as df
 
 from localcloud.stack import orders_source
-from shared.contracts import IngestState, Segment
-from shared.orchestration import FETCH_PART, FINALIZE, INGEST_ORCHESTRATOR, PLAN_WINDOW, ingest_orchestrator
-from shared.runner import Engine, JournalStore
-from shared.verify import read_records
+from shared.durable.engine import Engine, JournalStore
+from shared.ingest.orchestrators import (
+    FETCH_PART,
+    FINALIZE,
+    INGEST_ORCHESTRATOR,
+    PLAN_WINDOW,
+    ingest_orchestrator,
+)
+from shared.ingest.payloads import IngestState, Segment
+from shared.landing.verify import read_records
 
 from fixtures import App
 

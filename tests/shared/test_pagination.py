@@ -9,7 +9,7 @@ import pytest
 
 from localcloud import Dataset, Fault
 from localcloud.stack import orders_source
-from shared.verify import read_records, verify_window
+from shared.landing.verify import read_records, verify_window
 
 from fixtures import App
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localcloud.stack import orders_source
-from shared.ratelimit import TokenBucket
+from shared.gateway.ratelimit import TokenBucket
 
 from fixtures import App
 

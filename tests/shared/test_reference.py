@@ -12,8 +12,7 @@ from typing import Literal, get_args
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
-from shared import reference
-from shared.catalog import (
+from shared.config.catalog import (
     AwsIamAuth,
     NoAuth,
     Output,
@@ -23,7 +22,8 @@ from shared.catalog import (
     Source,
     WindowMapping,
 )
-from shared.settings import APP_ROOT, Settings
+from shared.config.settings import APP_ROOT, Settings
+from tools import config_reference as reference
 
 DOC = APP_ROOT / "docs" / "CONFIGURATION.md"
 REGENERATE = ".venv/bin/python -m shared.reference > docs/CONFIGURATION.md"
@@ -128,7 +128,7 @@ def test_durations_are_written_as_the_catalog_reads_them(delta: timedelta) -> No
 
 def test_module_prints_the_reference() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "shared.reference"],
+        [sys.executable, "-m", "tools.config_reference"],
         cwd=Path(APP_ROOT),
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from shared.runner import TASK_SCHEDULED, Engine, JournalStore
+from shared.durable.engine import TASK_SCHEDULED, Engine, JournalStore
 
 
 def counting_loop(ctx: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:

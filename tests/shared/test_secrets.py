@@ -10,15 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from azure.identity import ManagedIdentityCredential
 
+from shared.config.settings import Settings
 from shared.errors import ConfigError, SecretError
-from shared.secrets import (
+from shared.identity.secrets import (
     CachedSecrets,
     EnvSecrets,
     KeyVaultSecrets,
     env_variable_for,
     secrets_from_settings,
 )
-from shared.settings import Settings
 
 from fixtures import App
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from shared.config.settings import APP_ROOT, Settings
 from shared.errors import ConfigError
-from shared.settings import APP_ROOT, Settings
 
 
 def test_local_settings_example_lists_every_setting_the_app_reads() -> None:

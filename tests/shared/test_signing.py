@@ -11,7 +11,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from shared import signing
+from shared.gateway import auth as signing
 
 NOW = datetime(2026, 11, 25, 12, 34, 56, tzinfo=UTC)
 CREDENTIALS = ReadOnlyCredentials("ASIAEXAMPLEEXAMPLE12", "secret/with+chars=", "session-token-value")

@@ -37,12 +37,14 @@ from opentelemetry.trace import StatusCode
 
 from localcloud import Fault
 from localcloud.stack import FOREIGN_CREDENTIAL_VARS
-from shared import runtime, telemetry, tracing
-from shared.contracts import FetchPartInput, FinalizeInput, IngestState, PlanInput
-from shared.gateway import RunContext
-from shared.progress import describe, reporting
-from shared.telemetry import ConsoleHandler, JsonFormatter
-from shared.tracing import (
+from shared import runtime
+from shared.gateway.client import RunContext
+from shared.ingest.payloads import FetchPartInput, FinalizeInput, IngestState, PlanInput
+from shared.observability import logs as telemetry
+from shared.observability import tracing
+from shared.observability.logs import ConsoleHandler, JsonFormatter
+from shared.observability.progress import describe, reporting
+from shared.observability.tracing import (
     ATTEMPTS,
     HTTP_STATUS,
     INSTANCE_ID,
@@ -377,7 +379,9 @@ def test_json_log_lines_carry_the_run_page_and_request_id_and_no_secret(
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     assert any(line["logger"].startswith("botocore") for line in lines), "DEBUG lines of dependencies too"
     pages = [
-        line for line in lines if line["logger"] == "shared.gateway" and line["message"].startswith("page ")
+        line
+        for line in lines
+        if line["logger"] == "shared.gateway.client" and line["message"].startswith("page ")
     ]
     served = [r for r in cloud.gateway.requests if r.status == 200]
     assert len(pages) == len(served)
@@ -476,7 +480,9 @@ def test_cli_json_logs_and_periodic_progress_with_verbose(app: App) -> None:
         for line in pages
     )
     [final] = [
-        line for line in lines if line["logger"] == "shared.progress" and "finished" in line["message"]
+        line
+        for line in lines
+        if line["logger"] == "shared.observability.progress" and "finished" in line["message"]
     ]
     assert "3,600 records" in final["message"] and f"{summary['pages']} pages" in final["message"]
 
@@ -532,12 +538,12 @@ def test_progress_reports_only_what_happened_inside_it(
     with tracing.page_span(FakeSource(), 1, RunContext("r", "i"), Attempts()) as before:
         before.fetched(Page())  # before progress starts: not reported
     with (
-        caplog.at_level(logging.INFO, logger="shared.progress"),
+        caplog.at_level(logging.INFO, logger="shared.observability.progress"),
         reporting(periodic_seconds=60),
         tracing.page_span(FakeSource(), 1, RunContext("r", "i"), Attempts()) as traced,
     ):
         traced.fetched(Page())
-    [line] = [r.getMessage() for r in caplog.records if r.name == "shared.progress"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "shared.observability.progress"]
     assert line.startswith("progress: 10 records, 1 pages (") and "1 retries (0 throttled)" in line
     assert describe(tracing.Totals(landed_bytes=3 * 1024 * 1024), 61.0).endswith("(3.0 MiB), 1:01")
 

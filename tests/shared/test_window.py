@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.catalog import WindowMapping
+from shared.config.catalog import WindowMapping
 from shared.errors import RequestError
-from shared.window import Window
+from shared.ingest.window import Window
 
 
 def test_parse_normalises_to_utc_and_renders_folder() -> None:

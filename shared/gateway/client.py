@@ -20,13 +20,13 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import tenacity
 
-from shared import tracing
-from shared.catalog import Source
+from shared.config.catalog import Source
 from shared.errors import BridgeError, GatewayError, PageFormatError, UnsafeUrlError
-from shared.jsonl import parse_page
-from shared.pagination import PageContext, PageRequest, Paginator
-from shared.ratelimit import TokenBucket
-from shared.signing import GatewayAuth
+from shared.gateway.auth import GatewayAuth
+from shared.gateway.pagination import PageContext, PageRequest, Paginator
+from shared.gateway.ratelimit import TokenBucket
+from shared.landing.jsonl import parse_page
+from shared.observability import tracing
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import tracing
 from shared.errors import IdentityError, StsError
+from shared.observability import tracing
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ pages, records, retries, 429s, parts and bytes landed, STS calls.
 
 Telemetry is exported only when APPLICATIONINSIGHTS_CONNECTION_STRING is set. Otherwise no
 provider or exporter exists and every hook below returns after a None check: the per-page cost
-is a few attribute reads and a contextvar set (the correlation of log lines, `shared.telemetry`).
+is a few attribute reads and a contextvar set (the correlation of log lines, `shared.observability.logs`).
 The providers are this module's own, never OpenTelemetry's global ones: a host that configures
 its own (the Functions worker can) is not fought, and tests can swap them in and out.
 
@@ -33,8 +33,9 @@ from opentelemetry import trace
 from opentelemetry.metrics import Counter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from shared import __version__, telemetry
-from shared.telemetry import redact
+from shared import __version__
+from shared.observability import logs
+from shared.observability.logs import redact
 
 if TYPE_CHECKING:  # the SDK's providers and exporters are imported when telemetry is configured
     from opentelemetry.sdk.metrics import MeterProvider
@@ -58,8 +59,8 @@ RUN_ID = "bridge.pipeline_run_id"
 INSTANCE_ID = "bridge.instance_id"
 REQUEST_ID = "aws.request_id"
 HTTP_STATUS = "http.response.status_code"
-# Correlation field (shared.telemetry) -> span attribute.
-_ATTRIBUTES = {name: f"bridge.{name}" for name in telemetry.CORRELATION_FIELDS} | {"request_id": REQUEST_ID}
+# Correlation field (shared.observability.logs) -> span attribute.
+_ATTRIBUTES = {name: f"bridge.{name}" for name in logs.CORRELATION_FIELDS} | {"request_id": REQUEST_ID}
 
 PAGE_SPAN = "gateway.page"
 STS_SPAN = "sts.AssumeRoleWithWebIdentity"
@@ -141,7 +142,7 @@ def _run_trace_ids() -> IdGenerator:
 
     class RunTraceIds(RandomIdGenerator):
         def generate_trace_id(self) -> int:
-            run_id = telemetry.correlation().get("pipeline_run_id")
+            run_id = logs.correlation().get("pipeline_run_id")
             if isinstance(run_id, str) and run_id:
                 return trace_id_for(run_id) or super().generate_trace_id()
             return super().generate_trace_id()
@@ -288,7 +289,7 @@ class _Scope:
 
     def _open(self, name: str, kind: SpanKind, bound: Mapping[str, Any]) -> Span | None:
         """Bind the fields and start the span; returns the span if it records (attributes wanted)."""
-        self._token = telemetry.bind_known(bound)
+        self._token = logs.bind_known(bound)
         self._span: Span | None = None
         tracer = _state.tracer
         if tracer is None:
@@ -304,7 +305,7 @@ class _Scope:
                 _record_error(span, exc)
             otel_context.detach(self._otel_token)
             span.end()
-        telemetry.unbind(self._token)
+        logs.unbind(self._token)
 
 
 class activity_span(_Scope):
@@ -332,7 +333,7 @@ class activity_span(_Scope):
 
 
 def activity_fields(payload: Any) -> dict[str, Any]:
-    """The correlation fields in an activity's input (`shared.contracts`).
+    """The correlation fields in an activity's input (`shared.ingest.payloads`).
 
     FetchPartInput and PlanInput have them all; FinalizeInput has them in `state` (IngestState)
     and `instance_id`.
@@ -460,7 +461,7 @@ def response(source: str, status: int, request_id: str | None) -> None:
             _state.instruments.throttled.add(1, _by_source(source))
     if request_id is not None:
         # No unbind: the enclosing page_span's unbind restores the context from before the page.
-        telemetry.bind_known({"request_id": request_id})
+        logs.bind_known({"request_id": request_id})
     if _state.tracer is not None:
         span = trace.get_current_span()
         if span.is_recording():

@@ -1,7 +1,7 @@
 """The configuration reference (docs/CONFIGURATION.md), generated from the pydantic models.
 
-The app settings come from `shared.settings.Settings` (field alias = environment variable) and
-the catalog from `shared.catalog.Source` and every model reachable from its fields, walked
+The app settings come from `shared.config.settings.Settings` (field alias = environment variable) and
+the catalog from `shared.config.catalog.Source` and every model reachable from its fields, walked
 through `model_fields`: a field or model added later appears without touching this module.
 
     .venv/bin/python -m shared.reference > docs/CONFIGURATION.md
@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from shared.catalog import Source
-from shared.settings import APP_ROOT, Settings
+from shared.config.catalog import Source
+from shared.config.settings import APP_ROOT, Settings
 
 REGENERATE = ".venv/bin/python -m shared.reference > docs/CONFIGURATION.md"
 SOURCE_TABLE = "sources.<name>"
@@ -85,7 +85,7 @@ def render() -> str:
         "## App settings",
         "",
         "Environment variables (Function App application settings; `local.settings.json` for",
-        "`func start`) read and validated by `shared.settings.Settings`. A bad value fails at",
+        "`func start`) read and validated by `shared.config.settings.Settings`. A bad value fails at",
         "start-up naming the variable. " + _doc(Settings),
         "",
         *_table("variable", Settings, alias=True),

@@ -25,8 +25,8 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
+from shared.config.settings import Settings
 from shared.errors import ConfigError, SecretError
-from shared.settings import Settings
 
 #: How long a read secret is used before it is read again.
 SECRET_TTL_SECONDS = 300.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.catalog import WindowMapping
+from shared.config.catalog import WindowMapping
 from shared.errors import RequestError
 
 _FOLDER_FORMAT = "%Y%m%dT%H%M%SZ"

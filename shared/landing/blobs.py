@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.errors import LandingError
-from shared.jsonl import encode_lines
+from shared.landing.jsonl import encode_lines
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
@@ -300,7 +300,7 @@ def blob_service(connection_string: str | None, account_url: str | None) -> Blob
     options: dict[str, Any] = {"retry_total": 3, "connection_timeout": 10, "read_timeout": 60}
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string, **options)
-    from shared.credentials import entra_credential
+    from shared.identity.sts import entra_credential
 
     return BlobServiceClient(account_url or "", credential=entra_credential(), **options)
 

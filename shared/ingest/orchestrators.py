@@ -1,7 +1,7 @@
 """The ingest orchestrator and its activities, as plain Python.
 
 `function_app.py` wires these to Durable Functions triggers; the CLI and the tests drive the
-very same functions through azure-functions-durable's replay engine (see `shared.runner`).
+very same functions through azure-functions-durable's replay engine (see `shared.durable.engine`).
 The orchestrator is deterministic: no I/O, no clock but `context.current_utc_datetime`, no
 randomness. All work happens in activities, whose inputs and outputs are small and secret-free.
 """
@@ -17,8 +17,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared import __version__, tracing
-from shared.contracts import (
+from shared import __version__
+from shared.durable.engine import Engine, JournalStore
+from shared.errors import BridgeError, PaginationError, RequestError
+from shared.gateway.client import RunContext
+from shared.identity.sts import session_name_for
+from shared.ingest.payloads import (
     ActivityRetry,
     BackfillRequest,
     BackfillState,
@@ -31,13 +35,10 @@ from shared.contracts import (
     PlanResult,
     Segment,
 )
-from shared.credentials import session_name_for
-from shared.errors import BridgeError, PaginationError, RequestError
-from shared.gateway import RunContext
-from shared.landing import MANIFEST, SUCCESS, Landing, generation_folder, part_name
-from shared.runner import Engine, JournalStore
+from shared.ingest.window import Window, isoformat
+from shared.landing.blobs import MANIFEST, SUCCESS, Landing, generation_folder, part_name
+from shared.observability import tracing
 from shared.runtime import Runtime, current
-from shared.window import Window, isoformat
 
 log = logging.getLogger(__name__)
 

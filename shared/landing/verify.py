@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.landing import MANIFEST, SUCCESS, Landing
+from shared.landing.blobs import MANIFEST, SUCCESS, Landing
 
 
 @dataclass

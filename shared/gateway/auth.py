@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, quote
 import httpx
 from botocore.credentials import ReadOnlyCredentials
 
-from shared.secrets import SecretProvider
+from shared.identity.secrets import SecretProvider
 
 log = logging.getLogger(__name__)
 

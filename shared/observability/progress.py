@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from shared import telemetry, tracing
+from shared.observability import logs, tracing
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def reporting(
     *, live_seconds: float = LIVE_SECONDS, periodic_seconds: float = PERIODIC_SECONDS
 ) -> Iterator[None]:
     """Report progress while the block runs, as the console allows (see the module docstring)."""
-    handler = telemetry.console()
+    handler = logs.console()
     live = handler is not None and _isatty(handler.stream)
     if handler is None or not (live or log.isEnabledFor(logging.INFO)):
         yield

@@ -10,7 +10,7 @@ Correlation: an activity binds the pipeline run id, instance id, source and wind
 as it runs, the gateway client the page and then the API request id for as long as it fetches a
 page (`bind`/`unbind`, a contextvar: nothing is threaded through arguments). Every record is
 stamped with that context when it is created; with `LOG_FORMAT=json` each line is one JSON object
-carrying it. Traces and metrics live in `shared.tracing`.
+carrying it. Traces and metrics live in `shared.observability.tracing`.
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def _span_ids() -> tuple[str, str] | None:
 
 
 class ConsoleHandler(logging.StreamHandler[TextIO]):
-    """Log lines on stderr that share a terminal with a live status line (`shared.progress`).
+    """Log lines on stderr that share a terminal with a live status line (`shared.observability.progress`).
 
     The status line is erased before each log line and drawn again under it, so the two never
     garble each other.

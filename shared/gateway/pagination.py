@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urljoin
 
-from shared.catalog import Pagination, Source
+from shared.config.catalog import Pagination, Source
 from shared.errors import PageFormatError
 
 _LINK = re.compile(r"<([^>]*)>([^,<]*)")

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from federation import assume_role
 
-from shared.gateway.auth import sign
+from shared.gateway.sigv4 import sign
 
 
 class SigV4Auth(httpx.Auth):
-    """The app's signing function (shared.gateway.auth.sign) for execute-api, as an httpx.Auth."""
+    """The app's signing function (shared.gateway.sigv4.sign) for execute-api, as an httpx.Auth."""
 
     requires_request_body = True
 

@@ -6,30 +6,24 @@ API Gateway answers that one of the credentials was refused -- AWS credentials r
 their expiry, an API key rotated since it was read -- the flow renews that credential once and
 resends; a second refusal reaches the caller, and `explain()` says what to check.
 
-Only a fixed set of headers is signed, so a proxy or httpx adding transport headers cannot
-invalidate the signature. `x-api-key` is one of them: the key is set before the request is
-signed, and a renewed key means a new signature.
+`x-api-key` is one of the signed headers (shared.gateway.sigv4): the key is set before the
+request is signed, and a renewed key means a new signature.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable, Generator
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
-from urllib.parse import parse_qsl, quote
 
 import httpx
 from botocore.credentials import ReadOnlyCredentials
 
+from shared.gateway.sigv4 import sign
 from shared.identity.secrets import SecretProvider
 
 log = logging.getLogger(__name__)
 
-_SIGNED_REQUEST_HEADERS = ("host", "content-type", "x-api-key", "x-correlation-id")
 _AUTH_HEADERS = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
 # Statuses API Gateway uses for authentication and authorisation failures.
 _REFUSAL_STATUSES = (401, 403)
@@ -221,82 +215,6 @@ class GatewayAuth(httpx.Auth):
             return None
         error_type = _error_type(response)
         return next((i for i, c in enumerate(self._credentials) if error_type in c.renew_on), None)
-
-
-def sign(request: httpx.Request, credentials: ReadOnlyCredentials, region: str, service: str) -> None:
-    """Add SigV4 headers to the request in place (AWS Signature Version 4, header-based).
-
-    Computed here rather than through botocore's AWSRequest/SigV4Auth: building a botocore
-    request per page and re-deriving the signing key cost ~0.5 ms a request (bench/RESULTS.md).
-    tests/shared/test_signing.py checks this function against botocore, byte for byte.
-    """
-    moment = datetime.now(UTC)
-    amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
-    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
-    headers = {name: request.headers[name] for name in _SIGNED_REQUEST_HEADERS if name in request.headers}
-    headers["x-amz-date"] = amz_date
-    if credentials.token:
-        headers["x-amz-security-token"] = credentials.token
-    names = sorted(headers)
-    signed_headers = ";".join(names)
-    canonical_request = "\n".join(
-        (
-            request.method,
-            quote(_remove_dot_segments(request.url.raw_path.split(b"?", 1)[0].decode("ascii")), safe="/~"),
-            _canonical_query(request.url.query.decode("ascii")),
-            "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in names),
-            signed_headers,
-            hashlib.sha256(request.content).hexdigest(),
-        )
-    )
-    string_to_sign = (
-        f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
-    )
-    key = _signing_key(credentials.secret_key, amz_date[:8], region, service)
-    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    request.headers["X-Amz-Date"] = amz_date
-    if credentials.token:
-        request.headers["X-Amz-Security-Token"] = credentials.token
-    request.headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-        f"SignedHeaders={signed_headers}, Signature={signature}"
-    )
-
-
-def _canonical_query(query: str) -> str:
-    # Decoded, then re-encoded the way AWS canonicalises (RFC 3986 unreserved kept), whatever
-    # encoding the URL was built with; sorted by key, then value.
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return "&".join(sorted(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in pairs))
-
-
-def _remove_dot_segments(path: str) -> str:
-    if not path:
-        return "/"
-    if "." not in path:
-        return path
-    output: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if output:
-                output.pop()
-        elif segment != ".":
-            output.append(segment)
-    normalized = "/".join(output)
-    if not normalized.startswith("/"):
-        normalized = "/" + normalized
-    if path.endswith("/") and not normalized.endswith("/"):
-        normalized += "/"
-    return normalized
-
-
-@functools.lru_cache(maxsize=64)
-def _signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
-    """kSigning for a day, region and service: four HMACs, done once a day per credential."""
-    key = hmac.new(f"AWS4{secret_key}".encode(), date.encode(), hashlib.sha256).digest()
-    for part in (region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
 
 
 def _error_type(response: httpx.Response) -> str:

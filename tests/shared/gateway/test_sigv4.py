@@ -11,7 +11,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from shared.gateway import auth as signing
+from shared.gateway import sigv4 as signing
 
 NOW = datetime(2026, 11, 25, 12, 34, 56, tzinfo=UTC)
 CREDENTIALS = ReadOnlyCredentials("ASIAEXAMPLEEXAMPLE12", "secret/with+chars=", "session-token-value")
@@ -26,7 +26,7 @@ URLS = [
 
 
 def botocore_headers(request: httpx.Request) -> dict[str, str]:
-    headers = {n: request.headers[n] for n in signing._SIGNED_REQUEST_HEADERS if n in request.headers}
+    headers = {n: request.headers[n] for n in signing.SIGNED_REQUEST_HEADERS if n in request.headers}
     from urllib.parse import parse_qsl
 
     aws = AWSRequest(

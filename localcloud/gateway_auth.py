@@ -125,23 +125,24 @@ class IamVerifier:
                 "The provided 'x-amz-content-sha256' header does not match what was computed."
             )
         try:
-            canonical = sigv4.canonical_request(
+            expected = sigv4.expected_signature(
                 method=request.method,
                 raw_path=request.path,
                 raw_query=request.query,
                 headers=request.headers,
-                signed_headers=auth.signed_headers,
                 payload_hash=payload_hash,
+                auth=auth,
+                amz_date=amz_date,
+                secret_access_key=secret_access_key,
             )
         except KeyError as missing:
             raise _invalid_signature(f"{_MISMATCH} Signed header {missing} is not in the request.") from None
-        to_sign = sigv4.string_to_sign(amz_date, auth.scope, canonical)
-        key = sigv4.signing_key(secret_access_key, auth.date, auth.region, auth.service)
-        if not hmac.compare_digest(sigv4.sign(key, to_sign), auth.signature):
+        if not hmac.compare_digest(expected.signature, auth.signature):
             # API Gateway spells out what it computed; invaluable when debugging a signer.
             raise _invalid_signature(
-                f"{_MISMATCH}\n\nThe Canonical String for this request should have been\n'{canonical}'\n\n"
-                f"The String-to-Sign should have been\n'{to_sign}'\n"
+                f"{_MISMATCH}\n\nThe Canonical String for this request should have been\n"
+                f"'{expected.canonical_request}'\n\n"
+                f"The String-to-Sign should have been\n'{expected.string_to_sign}'\n"
             )
 
 

@@ -14,16 +14,18 @@ import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import quote, unquote_to_bytes
 
 __all__ = [
     "ALGORITHM",
     "Authorization",
+    "Expected",
     "SigV4FormatError",
     "canonical_headers",
     "canonical_query",
     "canonical_request",
     "canonical_uri",
+    "expected_signature",
     "parse_authorization",
     "sign",
     "signing_key",
@@ -114,20 +116,24 @@ def canonical_uri(raw_path: str) -> str:
 def canonical_query(raw_query: str) -> str:
     """Decode each ``key=value`` pair, re-encode it strictly and sort by key, then value.
 
-    ``+`` decodes to a space, as form encoding does, so a client that signs ``+`` literally
-    (rather than ``%20`` or ``%2B``) is caught.
+    The sort is over (encoded key, encoded value) pairs, not over ``key=value`` strings:
+    ``filter=a&filter-x=b`` stays in that order although ``-`` sorts before ``=``.  ``+``
+    decodes to a space, as form encoding does (API Gateway's canonical string shows ``%20``
+    for a ``+`` sent), so a client that signs ``+`` literally is caught.  A key without
+    ``=`` has an empty value.
     """
     pairs = []
     for item in raw_query.split("&"):
         if not item:
             continue
         key, _, value = item.partition("=")
-        pairs.append((uri_encode(_decode(key)), uri_encode(_decode(value))))
+        pairs.append((_recode(key), _recode(value)))
     return "&".join(f"{key}={value}" for key, value in sorted(pairs))
 
 
-def _decode(component: str) -> str:
-    return unquote_plus(component) if "+" in component else unquote(component)
+def _recode(component: str) -> str:
+    # Decoded to bytes, not text: an escape that is not UTF-8 (``%FF``) keeps its byte.
+    return quote(unquote_to_bytes(component.replace("+", " ")), safe=_UNRESERVED)
 
 
 def canonical_headers(headers: Sequence[tuple[str, str]], signed_headers: Sequence[str]) -> str:
@@ -165,6 +171,41 @@ def canonical_request(
             payload_hash,
         ]
     )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The signature a request must carry, with the two texts it is computed from."""
+
+    canonical_request: str
+    string_to_sign: str
+    signature: str
+
+
+def expected_signature(
+    *,
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Sequence[tuple[str, str]],
+    payload_hash: str,
+    auth: Authorization,
+    amz_date: str,
+    secret_access_key: str,
+) -> Expected:
+    """Recompute the signature over the headers ``auth`` names; raises ``KeyError`` like
+    :func:`canonical_headers` when one of them is missing."""
+    canonical = canonical_request(
+        method=method,
+        raw_path=raw_path,
+        raw_query=raw_query,
+        headers=headers,
+        signed_headers=auth.signed_headers,
+        payload_hash=payload_hash,
+    )
+    to_sign = string_to_sign(amz_date, auth.scope, canonical)
+    key = signing_key(secret_access_key, auth.date, auth.region, auth.service)
+    return Expected(canonical, to_sign, sign(key, to_sign))
 
 
 def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:

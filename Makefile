@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo serve test lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 
 demo: $(STAMP)
 	$(PY) -m localcloud demo
+
+# The function app's HTTP API on 127.0.0.1:7071 (PORT=... for another) until Ctrl-C, like func start.
+serve: $(STAMP)
+	$(PY) -m localcloud serve $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
 	$(PY) -m ruff check .

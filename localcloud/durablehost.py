@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TASK_HUB = "localhub"
 _RPC = "/durabletask/"
+_ENDED = ("Completed", "Failed", "Terminated")
 
 
 class DurableHost(LocalServer):
@@ -111,9 +113,7 @@ class DurableHost(LocalServer):
             return Response(404)
         body = instance.to_json()
         body.pop("history")
-        return json_response(
-            200 if instance.runtime_status in ("Completed", "Failed", "Terminated") else 202, body
-        )
+        return json_response(200 if instance.runtime_status in _ENDED else 202, body)
 
     def _query(self, params: dict[str, str]) -> Response:
         wanted = set(filter(None, params.get("runtimeStatus", "").split(",")))
@@ -125,12 +125,36 @@ class DurableHost(LocalServer):
         ]
         return json_response(200, found)
 
-    def wait_idle(self, timeout: float = 60.0) -> None:
-        """Join every orchestration thread started so far (for tests and the demo)."""
+    def resume(self) -> list[str]:
+        """Drive on every top-level instance the journal still holds as active, as the extension
+        does when its host restarts; returns their ids. (Sub-orchestrations resume with their parent.)"""
+        resumed = []
+        for instance in self.engine.store.all():
+            if instance.runtime_status in _ENDED or instance.parent_instance_id is not None:
+                continue
+            thread = threading.Thread(
+                target=self._run, args=(instance.name, instance.instance_id, instance.input), daemon=True
+            )
+            with self._lock:
+                self._threads.append(thread)
+            thread.start()
+            resumed.append(instance.instance_id)
+        return resumed
+
+    def in_flight(self) -> int:
+        """How many orchestrations are being driven right now."""
+        with self._lock:
+            return sum(thread.is_alive() for thread in self._threads)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Join every orchestration thread started so far, within `timeout` seconds in all;
+        returns whether they all finished (for tests, the demo and a host shutting down)."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
 
 def _public(status: dict[str, Any]) -> dict[str, Any]:

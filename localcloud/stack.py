@@ -93,11 +93,11 @@ def _toml_value(value: Any) -> str:
 class Stack(Service):
     """LocalCloud (identity, STS, gateway) and Azurite, started and stopped together."""
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, *, azurite_services: tuple[str, ...] = ("blob",)) -> None:
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="apigw-adf-bridge-"))
         self.cloud = LocalCloud()
-        self.azurite = Azurite(self.workdir / "azurite")
+        self.azurite = Azurite(self.workdir / "azurite", services=azurite_services)
 
     def start(self) -> Self:
         (self.workdir / "azurite").mkdir(parents=True, exist_ok=True)

@@ -1,63 +1,85 @@
-"""The configuration reference (docs/CONFIGURATION.md), generated from the pydantic models.
+"""The configuration reference (docs/CONFIGURATION.md), generated from the models' JSON schema.
 
-The app settings come from `shared.config.settings.Settings` (field alias = environment variable) and
-the catalog from `shared.config.catalog.Source` and every model reachable from its fields, walked
-through `model_fields`: a field or model added later appears without touching this module.
+App settings come from `Settings.model_json_schema(by_alias=True)` (property = environment
+variable), the catalog from `Source`'s schema: a property that is an object with `properties` is
+a TOML table of its own, a discriminated union (`auth`, `pagination`) is one section per variant,
+and types, defaults, constraints and descriptions are read off the schema. A field, table or
+pagination style added to the models appears here without touching this module.
 
-    .venv/bin/python -m shared.reference > docs/CONFIGURATION.md
+    .venv/bin/python -m tools.config_reference > docs/CONFIGURATION.md
 """
 
 from __future__ import annotations
 
-import enum
-import inspect
+import json
+import re
 import sys
-import types
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, cast
 
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import core_schema
 
 from shared.config.catalog import Source
 from shared.config.settings import APP_ROOT, Settings
 
-REGENERATE = ".venv/bin/python -m shared.reference > docs/CONFIGURATION.md"
+Schema = dict[str, Any]
+
+REGENERATE = ".venv/bin/python -m tools.config_reference > docs/CONFIGURATION.md"
 SOURCE_TABLE = "sources.<name>"
 
-# Fields whose meaning the models cannot carry (set by a validator, not by the file's author).
-_NOTES: dict[tuple[type[BaseModel], str], str] = {
-    (Source, "name"): "The `<name>` of the table header; filled in from it, not written in the table.",
+# Fields whose meaning the schema cannot carry (set by a validator, not by the file's author).
+_NOTES = {
+    ("Source", "name"): "The `<name>` of the table header; filled in from it, not written in the table.",
 }
-_SCALARS = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    Path: "path",
-    timedelta: "ISO 8601 duration",
-}
+_FORMATS = {"duration": "ISO 8601 duration", "path": "path"}
 _CONSTRAINTS = (
-    ("gt", "more than"),
-    ("ge", "min"),
-    ("lt", "less than"),
-    ("le", "max"),
-    ("min_length", "min length"),
-    ("max_length", "max length"),
+    ("exclusiveMinimum", "more than"),
+    ("minimum", "min"),
+    ("exclusiveMaximum", "less than"),
+    ("maximum", "max"),
+    ("minLength", "min length"),
+    ("maxLength", "max length"),
+    ("minItems", "min items"),
+    ("maxItems", "max items"),
     ("pattern", "pattern"),
 )
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _CatalogDefaults(GenerateJsonSchema):
+    """The schema with the defaults a reader gets: default factories called (`{}`, a table's
+    defaults), and paths under the app root written relative to it, as the settings take them."""
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            default = cast(Callable[[], Any], factory)()
+        else:
+            default = super().get_default_value(schema)
+        if isinstance(default, Path) and default.is_relative_to(APP_ROOT):
+            return default.relative_to(APP_ROOT)
+        return default
+
+
+def schema_of(model: type[BaseModel], *, by_alias: bool = False) -> Schema:
+    """The model's JSON schema as documented here."""
+    return model.model_json_schema(by_alias=by_alias, schema_generator=_CatalogDefaults)
 
 
 @dataclass(frozen=True)
 class Section:
-    """One catalog model and the TOML table it is written in."""
+    """One object schema (a model) and the TOML table it is written in."""
 
-    model: type[BaseModel]
+    title: str
     path: str
+    schema: Schema
+    defs: Schema = field(repr=False, compare=False)
     array: bool = False
+    chosen_by: str = ""  # the discriminator ("type") when this is one variant of a union
 
     @property
     def header(self) -> str:
@@ -65,30 +87,33 @@ class Section:
 
     @property
     def selector(self) -> str:
-        """`type = "aws_iam"` when the model is one member of a discriminated union."""
-        field = self.model.model_fields.get("type")
-        if field is not None and get_origin(field.annotation) is Literal:
-            values = get_args(field.annotation)
-            if len(values) == 1:
-                return f' with `type = "{values[0]}"`'
-        return ""
+        """`type = "offset"` for one variant of a discriminated union, else empty."""
+        if not self.chosen_by:
+            return ""
+        return f"{self.chosen_by} = {toml_value(self.schema['properties'][self.chosen_by].get('const'))}"
+
+    @property
+    def heading(self) -> str:
+        chosen = f" with `{self.selector}`" if self.selector else ""
+        return f"### `{self.header}`{chosen} ({self.title})"
 
 
 def render() -> str:
     """The whole reference as Markdown."""
+    settings = next(sections(schema_of(Settings, by_alias=True), ""))
     lines = [
         "# Configuration reference",
         "",
-        "<!-- Generated from shared/settings.py and shared/catalog.py; do not edit by hand.",
+        "<!-- Generated from the models in shared/config/ by tools/config_reference.py; do not edit by hand.",
         f"     Regenerate with: {REGENERATE} -->",
         "",
         "## App settings",
         "",
         "Environment variables (Function App application settings; `local.settings.json` for",
         "`func start`) read and validated by `shared.config.settings.Settings`. A bad value fails at",
-        "start-up naming the variable. " + _doc(Settings),
+        "start-up naming the variable. " + _doc(settings.schema),
         "",
-        *_table("variable", Settings, alias=True),
+        *table(settings, "variable"),
         "",
         "Settings read by the Functions host and by our dependencies rather than by the app itself",
         "(`AzureWebJobsStorage*`, `DURABLE_TASK_HUB`, `IDENTITY_ENDPOINT`, `IDENTITY_HEADER`,",
@@ -98,172 +123,161 @@ def render() -> str:
         "## Source catalog",
         "",
         "The TOML file named by `SOURCE_CATALOG_PATH`: one `[sources.<name>]` table per API",
-        "resource, validated at start-up (`python -m shared validate`). Unknown keys are refused.",
+        "resource, validated at start-up (`python -m shared validate`). Unknown keys are refused; so",
+        "is a key of another kind (a `pagination` key of another style, for one).",
     ]
-    for section in sections():
-        lines += [
-            "",
-            f"### `{section.header}`{section.selector} ({section.model.__name__})",
-            "",
-            _doc(section.model),
-            "",
-            *_table("key", section.model, alias=False, path=section.path),
-        ]
+    for section in sections(schema_of(Source), SOURCE_TABLE):
+        lines += ["", section.heading, "", _doc(section.schema), "", *table(section)]
     return "\n".join(lines) + "\n"
 
 
-def sections(model: type[BaseModel] = Source, path: str = SOURCE_TABLE) -> Iterator[Section]:
-    """The model's own table, then the tables of the models its fields hold, depth first."""
-    yield Section(model, path)
-    for name, field in model.model_fields.items():
-        container = _container(field.annotation)
-        for nested in models_in(field.annotation):
-            if container == "dict":
-                yield from sections(nested, f"{path}.{name}.<key>")
-            elif container == "list":
-                for section in sections(nested, f"{path}.{name}"):
-                    yield Section(section.model, section.path, array=section.path == f"{path}.{name}")
+def sections(schema: Schema, path: str, defs: Schema | None = None, chosen_by: str = "") -> Iterator[Section]:
+    """The object's own table, then the tables its properties hold, depth first."""
+    defs = schema.get("$defs", {}) if defs is None else defs
+    resolved = _follow(schema, defs)
+    yield Section(resolved.get("title", ""), path, resolved, defs, chosen_by=chosen_by)
+    for name, prop in resolved.get("properties", {}).items():
+        yield from _tables_in(prop, f"{path}.{name}", defs)
+
+
+def _tables_in(prop: Schema, path: str, defs: Schema) -> Iterator[Section]:
+    """The tables a property holds: itself, each variant of a union, array items, map values."""
+    prop = _follow(prop, defs)
+    if _is_table(prop):
+        yield from sections(prop, path, defs)
+    elif variants := _members(prop):
+        key = prop.get("discriminator", {}).get("propertyName")
+        for variant in variants:
+            variant = _follow(variant, defs)
+            if key and key in variant.get("properties", {}):
+                yield from sections(variant, path, defs, key)
             else:
-                yield from sections(nested, f"{path}.{name}")
+                yield from _tables_in(variant, path, defs)
+    elif prop.get("type") == "array" and "items" in prop:
+        for section in _tables_in(prop["items"], path, defs):
+            yield replace(section, array=True) if section.path == path else section
+    elif isinstance(prop.get("additionalProperties"), dict):
+        yield from _tables_in(prop["additionalProperties"], f"{path}.<key>", defs)
 
 
-def models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation holds: itself, union members, list or dict values."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    found: list[type[BaseModel]] = []
-    for arg in get_args(annotation):
-        for model in models_in(arg):
-            if model not in found:
-                found.append(model)
-    return found
-
-
-def _container(annotation: Any) -> str:
-    origin = get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return _container(inner[0]) if len(inner) == 1 else ""
-    if origin is Annotated:
-        return _container(get_args(annotation)[0])
-    if origin in (list, tuple, set, frozenset):
-        return "list"
-    if origin is dict:
-        return "dict"
-    return ""
-
-
-def _table(key: str, model: type[BaseModel], *, alias: bool, path: str = "") -> list[str]:
+def table(section: Section, key: str = "key") -> list[str]:
+    """The section's keys as a Markdown table."""
     rows = [f"| {key} | type | default | constraints | description |", "|---|---|---|---|---|"]
-    for name, field in model.model_fields.items():
-        shown = (field.alias or name) if alias else name
-        kind = _nested_type(field, f"{path}.{name}") or type_name(field.annotation)
-        cells = [f"`{shown}`", kind, _default(field), _constraints(field)]
-        cells.append(_NOTES.get((model, name)) or field.description or "-")
+    required = set(section.schema.get("required", ()))
+    properties: Schema = section.schema.get("properties", {})
+    # The key that picks the variant comes first, whatever the model's field order.
+    for name in sorted(properties, key=lambda name: name != section.chosen_by):
+        prop = _resolve(properties[name], section.defs)
+        chosen = "Selects this kind." if name == section.chosen_by else None
+        cells = [
+            f"`{name}`",
+            type_name(prop, section.defs, f"{section.path}.{name}"),
+            "required" if name in required else _default(prop, section.defs),
+            _constraints(prop, section.defs),
+            _NOTES.get((section.title, name)) or prop.get("description") or chosen or "-",
+        ]
         rows.append("| " + " | ".join(_cell(text) for text in cells) + " |")
     return rows
 
 
-def _nested_type(field: FieldInfo, target: str) -> str | None:
-    """`table [sources.<name>.window]` for a field that holds models, pointing at their section."""
-    nested = models_in(field.annotation)
-    if not nested:
-        return None
-    container = _container(field.annotation)
-    if container == "dict":
-        text = f"tables `[{target}.<key>]`"
-    elif container == "list":
-        text = f"array of tables `[[{target}]]`"
-    else:
-        text = f"table `[{target}]`"
-    return text + (", one of the kinds below" if len(nested) > 1 else "")
+def type_name(prop: Schema, defs: Schema, path: str) -> str:
+    """A reader's name for a schema: `"a" or "b"`, `string (optional)`, a pointer to a table."""
+    prop = _resolve(prop, defs)
+    if _is_table(prop):
+        return f"table `[{path}]`"
+    if "const" in prop:
+        return toml_value(prop["const"])
+    if "enum" in prop:
+        return " or ".join(toml_value(value) for value in prop["enum"])
+    if variants := _members(prop):
+        optional = len(variants) < len(prop.get("anyOf") or prop.get("oneOf") or ())
+        if any(_is_table(_resolve(v, defs)) for v in variants) and len(variants) > 1:
+            key = prop.get("discriminator", {}).get("propertyName")
+            text = f"table `[{path}]`, one of the kinds below" + (f" by `{key}`" if key else "")
+        else:
+            text = " or ".join(type_name(v, defs, path) for v in variants)
+        return f"{text} (optional)" if optional else text
+    if prop.get("type") == "array":
+        items = _resolve(prop.get("items", {}), defs)
+        if _is_table(items):
+            return f"array of tables `[[{path}]]`"
+        return f"list of {type_name(items, defs, path)}"
+    if isinstance(values := prop.get("additionalProperties"), dict):
+        values = _resolve(values, defs)
+        if _is_table(values):
+            return f"tables `[{path}.<key>]`"
+        return f"table of string to {type_name(values, defs, f'{path}.<key>')}"
+    if prop.get("type") == "object":
+        return "table"
+    return _FORMATS.get(prop.get("format", ""), str(prop.get("type", "any")))
 
 
-def type_name(annotation: Any) -> str:
-    """A reader's name for a type: `"a" or "b"`, `string (optional)`, `table of string to string`."""
-    origin = get_origin(annotation)
-    args = get_args(annotation)
-    if annotation is type(None):
-        return "none"
-    if origin is Literal:
-        return " or ".join(_literal(value) for value in args)
-    if origin is Annotated:
-        return type_name(args[0])
-    if origin in (Union, types.UnionType):
-        members = [arg for arg in args if arg is not type(None)]
-        text = " or ".join(type_name(arg) for arg in members)
-        return f"{text} (optional)" if len(members) < len(args) else text
-    if origin in (list, tuple, set, frozenset):
-        return f"list of {type_name(args[0])}" if args else "list"
-    if origin is dict:
-        return f"table of {type_name(args[0])} to {type_name(args[1])}" if args else "table"
-    if isinstance(annotation, type):
-        if issubclass(annotation, enum.Enum):
-            return " or ".join(_literal(member.value) for member in annotation)
-        if issubclass(annotation, BaseModel):
-            return "table"
-        return _SCALARS.get(annotation, annotation.__name__)
-    return str(annotation)
-
-
-def _default(field: FieldInfo) -> str:
-    if field.is_required():
-        return "required"
-    value = field.get_default(call_default_factory=True, validated_data={})
-    return render_value(value)
-
-
-def render_value(value: Any) -> str:
-    """A default as it would be written in TOML or an app setting."""
+def toml_value(value: Any) -> str:
+    """A JSON value (a schema default) as it is written in TOML or an app setting."""
     if value is None:
         return "unset"
-    if isinstance(value, BaseModel):
-        return "the table's defaults"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, enum.Enum):
-        return render_value(value.value)
-    if isinstance(value, Path):
-        shown = value.relative_to(APP_ROOT) if value.is_relative_to(APP_ROOT) else value
-        return render_value(str(shown))
-    if isinstance(value, timedelta):
-        return render_value(iso_duration(value))
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
-        pairs = ", ".join(f"{key} = {render_value(item)}" for key, item in value.items())
+        pairs = ", ".join(f"{_key(name)} = {toml_value(item)}" for name, item in value.items())
         return f"{{ {pairs} }}" if value else "{}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(render_value(v) for v in value) + "]"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     return str(value)
 
 
-def iso_duration(delta: timedelta) -> str:
-    """timedelta(days=31) -> P31D; timedelta(hours=1, minutes=30) -> PT1H30M."""
-    days, rest = divmod(int(delta.total_seconds()), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    clock = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
-    text = "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
-    return text if text != "P" else "PT0S"
+def _default(prop: Schema, defs: Schema) -> str:
+    if "default" not in prop:
+        return "-"
+    value = prop["default"]
+    tables = [_follow(v, defs) for v in [prop, *_members(prop)]]
+    if isinstance(value, dict) and any(_is_table(t) for t in tables):
+        key = prop.get("discriminator", {}).get("propertyName")
+        if key and key in value:
+            return f"the defaults of `{key} = {toml_value(value[key])}`"
+        return "the table's defaults"
+    return toml_value(value)
 
 
-def _constraints(field: FieldInfo) -> str:
+def _constraints(prop: Schema, defs: Schema) -> str:
     found = []
-    for meta in field.metadata:
+    for part in [prop, *(_resolve(v, defs) for v in _members(prop))]:
         for attr, label in _CONSTRAINTS:
-            value = getattr(meta, attr, None)
-            if value is not None:
-                found.append(f"{label} `{value}`" if attr == "pattern" else f"{label} {value}")
+            if attr in part:
+                found.append(f"{label} `{part[attr]}`" if attr == "pattern" else f"{label} {part[attr]}")
     return ", ".join(found)
 
 
-def _literal(value: object) -> str:
-    return f'"{value}"' if isinstance(value, str) else str(value)
+def _follow(schema: Schema, defs: Schema) -> Schema:
+    """The definition a `$ref` points at (a model's own schema, its docstring as description)."""
+    while isinstance(ref := schema.get("$ref"), str):
+        schema = defs[ref.rsplit("/", 1)[-1]]
+    return schema
 
 
-def _doc(model: type[BaseModel]) -> str:
-    return " ".join((inspect.getdoc(model) or "").split())
+def _resolve(schema: Schema, defs: Schema) -> Schema:
+    """A field's schema: its definition, with the keys beside a `$ref` (the field's description,
+    default) winning over the definition's."""
+    return {**_follow(schema, defs), **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def _members(prop: Schema) -> list[Schema]:
+    """A union's members other than null."""
+    return [v for v in prop.get("anyOf") or prop.get("oneOf") or () if v.get("type") != "null"]
+
+
+def _is_table(schema: Schema) -> bool:
+    return schema.get("type") == "object" and "properties" in schema
+
+
+def _key(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+
+
+def _doc(schema: Schema) -> str:
+    return " ".join(str(schema.get("description", "")).split())
 
 
 def _cell(text: str) -> str:

@@ -1,6 +1,6 @@
 """Azure Functions entry point: wires HTTP triggers, the orchestrator and activities to `shared`.
 
-No business logic lives here; see shared/api.py and shared/orchestration.py.
+No business logic lives here; see shared/api.py and shared/ingest/.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared import api
-from shared.ingest import orchestrators as orchestration
+from shared.ingest import activities, orchestrators
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -47,24 +47,24 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.orchestration_trigger(context_name="context")
 def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    return (yield from orchestration.ingest_orchestrator(context))
+    return (yield from orchestrators.ingest_orchestrator(context))
 
 
 @app.orchestration_trigger(context_name="context")
 def backfill_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    return (yield from orchestration.backfill_orchestrator(context))
+    return (yield from orchestrators.backfill_orchestrator(context))
 
 
 @app.activity_trigger(input_name="payload")
 def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
-    return orchestration.plan_window(payload)
+    return activities.plan_window(payload)
 
 
 @app.activity_trigger(input_name="payload")
 def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
-    return orchestration.fetch_part(payload)
+    return activities.fetch_part(payload)
 
 
 @app.activity_trigger(input_name="payload")
 def finalize(payload: dict[str, Any]) -> dict[str, Any]:
-    return orchestration.finalize(payload)
+    return activities.finalize(payload)

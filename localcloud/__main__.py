@@ -30,7 +30,8 @@ from localcloud import localsettings
 from localcloud.functionshost import ServeProcess, serve
 from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack, orders_source
 from localcloud.up import up
-from shared.landing.blobs import Landing, blob_service
+from shared.landing.blobs import Landing
+from shared.landing.storage import blob_service
 from shared.landing.verify import read_records, verify_window
 
 WINDOW = ("2024-01-01T00:00:00Z", "2024-01-01T02:00:00Z")

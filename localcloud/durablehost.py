@@ -2,7 +2,7 @@
 
 The `azure-functions-durable` client in function_app.py talks HTTP to the host (`rpcBaseUrl`:
 start an orchestrator, get an instance's status, terminate it). This server answers those
-calls the way the extension does, and runs the orchestrations with `shared.runner.Engine`,
+calls the way the extension does, and runs the orchestrations with `shared.durable.engine.Engine`,
 so the real client code, the real HTTP starter and the real orchestrator are all exercised.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from localcloud.server import LocalServer, Request, Response, json_response
+from shared.cli import local_engine as app_engine
 from shared.durable.engine import Engine
-from shared.ingest.orchestrators import engine as app_engine
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,11 @@ from azure.durable_functions.models.OrchestrationRuntimeStatus import Orchestrat
 
 from shared import __version__
 from shared.config.catalog import Source
-from shared.errors import BridgeError, ConflictError, NotFoundError, RequestError
-from shared.ingest.orchestrators import (
-    BACKFILL_ORCHESTRATOR,
-    INGEST_ORCHESTRATOR,
-    prepare_backfill,
-    prepare_ingest,
-)
-from shared.ingest.payloads import BackfillRequest, IngestRequest, ProbeRequest, parse_request
-from shared.observability.logs import redact
+from shared.errors import BridgeError, NotFoundError, RequestError, TooManyRunsError
+from shared.ingest.orchestrators import BACKFILL_ORCHESTRATOR, INGEST_ORCHESTRATOR
+from shared.ingest.requests import BackfillRequest, IngestRequest, ProbeRequest, parse_request
+from shared.ingest.start import prepare_backfill, prepare_ingest
+from shared.observability.redaction import redact
 from shared.probe import probe
 from shared.runtime import current
 
@@ -128,7 +124,7 @@ async def _admit(client: df.DurableOrchestrationClient, source: Source, environm
     prefix = f"{environment}-{source.name}-"
     running = sum(1 for s in statuses if (s.instance_id or "").startswith(prefix))
     if running >= source.rate_limit.max_concurrent_runs:
-        raise ConflictError(
+        raise TooManyRunsError(
             f"{running} runs of {source.name!r} are already in flight, the cap is "
             f"{source.rate_limit.max_concurrent_runs} (rate_limit.max_concurrent_runs); retry later",
             retry_after=RETRY_AFTER_SECONDS * 3,
@@ -170,33 +166,69 @@ def run_probe(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def run_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    """GET /api/runs/{id}: 202 while running, 200 with the result, a JSON error when it failed."""
+    """GET /api/runs/{id}: the run's status.
+
+    By default in the async HTTP pattern an ADF Web activity follows: 202 + Location while
+    running, 200 with the result, 500 with the run's error when it failed. With
+    `?report=always` every existing run answers 200 with `done` and `ok`, so an Azure Function
+    activity (which fails on any non-2xx with a generic message of its own) hands the pipeline
+    the run's own error to decide on.
+    """
     try:
         instance_id = req.route_params.get("id", "")
+        always = req.params.get("report", "").lower() == "always"
         status = await get_status(client, instance_id)
         if status is None:
             raise NotFoundError(f"no run with id {instance_id!r}")
         runtime_status = status.runtime_status.value
+        body: dict[str, Any] = {"id": instance_id, "runtimeStatus": runtime_status}
         if runtime_status in ACTIVE:
-            return json_response(
-                202,
-                {"id": instance_id, "runtimeStatus": runtime_status, "progress": status.custom_status},
-                {"Location": status_url(req, instance_id), "Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+            body.update(done=False, ok=False, progress=status.custom_status)
+            if always:
+                return json_response(200, body)
+            retry = {"Location": status_url(req, instance_id), "Retry-After": str(RETRY_AFTER_SECONDS)}
+            return json_response(202, body, retry)
         if runtime_status == "Completed":
             output = status.output if isinstance(status.output, dict) else {"output": status.output}
-            return json_response(200, {"id": instance_id, "runtimeStatus": runtime_status, **output})
-        return json_response(
-            500,
-            {
-                "id": instance_id,
-                "runtimeStatus": runtime_status,
-                "error": "RunFailed" if runtime_status == "Failed" else "RunTerminated",
-                "message": redact(str(status.output)),
-            },
-        )
+            return json_response(200, {**_bounded(output), **body, "done": True, "ok": True})
+        body.update(done=True, ok=False, **_failure(runtime_status, status.output, instance_id))
+        return json_response(200 if always else 500, body)
     except Exception as exc:
         return error_response(exc)
+
+
+# A Web activity takes at most 4 MB of response; a window of thousands of parts (a backfill of
+# thousands of windows) lists the first ones and counts them all: the manifest has every part.
+MAX_LISTED = 100
+_LISTS = {"parts": "partCount", "windows": "windowCount"}
+
+
+def _bounded(output: dict[str, Any]) -> dict[str, Any]:
+    bounded = dict(output)
+    for key, count in _LISTS.items():
+        items = output.get(key)
+        if isinstance(items, list):
+            bounded[count] = len(items)
+            if len(items) > MAX_LISTED:
+                bounded[key] = items[:MAX_LISTED]
+                bounded[f"{key}Truncated"] = True
+    return bounded
+
+
+def _failure(runtime_status: str, output: Any, instance_id: str) -> dict[str, str]:
+    """`error` (the failing error class) and `message` (the run's own, naming its run and window)."""
+    text = str(output or "").split("\n\n$OutOfProcData$", 1)[0]
+    # The Durable extension prefixes an orchestrator's exception; the message is what follows.
+    if text.startswith("Orchestrator function ") and "failed: " in text:
+        text = text.split("failed: ", 1)[1]
+    own = redact(" ".join(text.split())) or f"the run ended {runtime_status.lower()}"
+    # Our errors render as `ErrorClass [source=… page=… request_id=…]: message`.
+    head = own.split(" ", 1)[0].rstrip(":")
+    named = head.isidentifier() and head[0].isupper() and head.endswith(("Error", "Failed", "Exception"))
+    error = head if named else "RunFailed" if runtime_status == "Failed" else f"Run{runtime_status}"
+    # The instance id is <env>-<source>-<from>_<to>: the window the message may not name itself.
+    message = own if instance_id in own else f"{own} (run {instance_id})"
+    return {"error": error, "message": message}
 
 
 def health() -> func.HttpResponse:

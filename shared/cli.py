@@ -13,23 +13,23 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from shared import __version__
+from shared.durable.engine import Engine
+from shared.durable.journal import JournalStore
 from shared.errors import BridgeError, ConfigError, RequestError
-from shared.ingest.orchestrators import (
-    BACKFILL_ORCHESTRATOR,
-    INGEST_ORCHESTRATOR,
-    engine,
-    prepare_backfill,
-    prepare_ingest,
-    window_prefix,
-)
-from shared.ingest.payloads import BackfillRequest, IngestRequest, parse_request
+from shared.ingest import activities, orchestrators
+from shared.ingest.layout import window_prefix
+from shared.ingest.orchestrators import BACKFILL_ORCHESTRATOR, INGEST_ORCHESTRATOR
+from shared.ingest.requests import BackfillRequest, IngestRequest, parse_request
+from shared.ingest.start import prepare_backfill, prepare_ingest
 from shared.ingest.window import Window
 from shared.landing.verify import verify_window
 from shared.observability import progress
-from shared.observability.logs import configure_logging, redact
+from shared.observability.logs import configure_logging
+from shared.observability.redaction import redact
 from shared.probe import probe
 from shared.runtime import Runtime, current
 
@@ -110,14 +110,7 @@ def _ingest(args: argparse.Namespace) -> int:
     runtime = current()
     request = parse_request(
         IngestRequest,
-        {
-            "source": args.source,
-            "window": {"from": args.start, "to": args.end},
-            "pipelineRunId": args.run_id,
-            "pipelineName": args.pipeline_name,
-            "mode": args.mode,
-            "dryRun": args.dry_run,
-        },
+        {**_run_fields(args), "window": {"from": args.start, "to": args.end}, "dryRun": args.dry_run},
     )
     instance_id, state = prepare_ingest(request, runtime)
     return _run(runtime, INGEST_ORCHESTRATOR, instance_id, state.model_dump())
@@ -128,18 +121,25 @@ def _backfill(args: argparse.Namespace) -> int:
     request = parse_request(
         BackfillRequest,
         {
-            "source": args.source,
+            **_run_fields(args),
             "from": args.start,
             "to": args.end,
             "every": args.every,
             "maxParallel": args.max_parallel,
-            "pipelineRunId": args.run_id,
-            "pipelineName": args.pipeline_name,
-            "mode": args.mode,
         },
     )
     instance_id, state = prepare_backfill(request, runtime)
     return _run(runtime, BACKFILL_ORCHESTRATOR, instance_id, state.model_dump())
+
+
+def _run_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields ingest and backfill share, as the HTTP API names them."""
+    return {
+        "source": args.source,
+        "pipelineRunId": args.run_id,
+        "pipelineName": args.pipeline_name,
+        "mode": args.mode,
+    }
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -154,7 +154,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _run(runtime: Runtime, name: str, instance_id: str, input_: dict[str, Any]) -> int:
     with progress.reporting():
-        instance = engine(runtime.settings.state_dir).run(name, instance_id, input_)
+        instance = local_engine(runtime.settings.state_dir).run(name, instance_id, input_)
     if instance.runtime_status != "Completed":
         _fail(f"{instance_id} {instance.runtime_status.lower()}: {instance.output}")
         return EXIT_FAILED
@@ -162,10 +162,28 @@ def _run(runtime: Runtime, name: str, instance_id: str, input_: dict[str, Any]) 
     return 0
 
 
+def local_engine(state_dir: Path | None) -> Engine:
+    """The in-process Durable backend with this app's orchestrators and activities registered."""
+    return Engine(
+        {
+            INGEST_ORCHESTRATOR: orchestrators.ingest_orchestrator,
+            BACKFILL_ORCHESTRATOR: orchestrators.backfill_orchestrator,
+        },
+        {
+            orchestrators.PLAN_WINDOW: activities.plan_window,
+            orchestrators.FETCH_PART: activities.fetch_part,
+            orchestrators.FINALIZE: activities.finalize,
+        },
+        JournalStore(state_dir),
+    )
+
+
 def _verify(args: argparse.Namespace) -> int:
     runtime = current()
     source = runtime.source(args.source)
-    prefix = window_prefix(runtime, source.name, Window.parse(args.start, args.end))
+    prefix = window_prefix(
+        runtime.settings.environment.value, source.name, Window.parse(args.start, args.end)
+    )
     report = verify_window(runtime.landing_for(source), prefix)
     _print(report.to_json())
     if not report.ok:

@@ -5,13 +5,23 @@ known. Messages never carry tokens, keys or signatures: they end up in durable h
 ADF activity output and logs. Our own messages are built without them; every message is
 also passed through `redact`, for text quoted from a service (an API's error body may echo
 the canonical request, signed headers included).
+
+One construction path: every error is built once, whole, through `BridgeError.__init__`;
+`retryable` defaults to the class's value and may be decided per instance by the raiser.
+HTTP statuses are mapped once, in shared.api.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.observability.logs import redact
+from shared.observability.redaction import redact
+
+
+def first_line(exc: object) -> str:
+    """The first line of an exception's text (a dependency's may run to pages), else its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class BridgeError(Exception):
@@ -19,8 +29,10 @@ class BridgeError(Exception):
 
     #: The HTTP status the API answers with when this error ends a request.
     http_status = 500
-    #: Whether retrying the same operation later can succeed.
+    #: Whether retrying the same operation later can succeed, unless the raiser says otherwise.
     retryable = False
+    #: Seconds the caller should wait before trying again, when known (Retry-After).
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -29,11 +41,17 @@ class BridgeError(Exception):
         source: str | None = None,
         page: int | None = None,
         request_id: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = redact(message)
         self.source = source
         self.page = page
         self.request_id = request_id
+        if retryable is not None:
+            self.retryable = retryable
+        if retry_after is not None:
+            self.retry_after = retry_after
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -83,6 +101,20 @@ class NotFoundError(BridgeError):
     http_status = 404
 
 
+class TooManyRunsError(BridgeError):
+    """The source is at its concurrency cap (rate_limit.max_concurrent_runs): try again later."""
+
+    http_status = 429
+
+
+class RunFailed(BridgeError):
+    """An activity reported a permanent failure; the orchestration ends with its message."""
+
+    def __str__(self) -> str:
+        # The activity's own error already names its class, source, page and request id.
+        return self.message
+
+
 class IdentityError(BridgeError):
     """The Entra token for the AWS audience could not be obtained."""
 
@@ -95,10 +127,9 @@ class StsError(BridgeError):
 
     http_status = 502
 
-    def __init__(self, message: str, *, code: str, role_arn: str, retryable: bool = False, **kw: Any) -> None:
+    def __init__(self, message: str, *, code: str, role_arn: str, **kw: Any) -> None:
         self.code = code
         self.role_arn = role_arn
-        self.retryable = retryable
         super().__init__(message, **kw)
 
 
@@ -107,9 +138,8 @@ class SecretError(BridgeError):
 
     http_status = 502
 
-    def __init__(self, message: str, *, secret: str, retryable: bool = False, **kw: Any) -> None:
+    def __init__(self, message: str, *, secret: str, **kw: Any) -> None:
         self.secret = secret
-        self.retryable = retryable
         super().__init__(message, **kw)
 
 
@@ -117,21 +147,12 @@ class GatewayError(BridgeError):
     """API Gateway answered with an error the client does not retry (or retried to exhaustion)."""
 
     http_status = 502
-    #: Seconds the server asked us to wait (Retry-After), when it did.
-    retry_after: float | None = None
 
     def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        error_type: str | None = None,
-        retryable: bool = False,
-        **kw: Any,
+        self, message: str, *, status: int | None = None, error_type: str | None = None, **kw: Any
     ) -> None:
         self.status = status
         self.error_type = error_type
-        self.retryable = retryable
         super().__init__(message, **kw)
 
 
@@ -152,17 +173,3 @@ class LandingError(BridgeError):
 
     http_status = 502
     retryable = True
-
-    def __init__(self, message: str, *, retryable: bool = True, **kw: Any) -> None:
-        self.retryable = retryable
-        super().__init__(message, **kw)
-
-
-class ConflictError(BridgeError):
-    """Another run is already landing this window, or the source is at its concurrency cap."""
-
-    http_status = 429
-
-    def __init__(self, message: str, *, retry_after: int, **kw: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kw)

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.config.catalog import AwsIamAuth, Source
+from shared.config.auth import AwsIamAuth
+from shared.config.catalog import Source
 from shared.errors import BridgeError
 from shared.gateway.client import RunContext
 from shared.ingest.window import Window

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from shared.config.catalog import ApiKeyAuth, AwsIamAuth, Catalog, JwtAuth, Source, load_catalog
+from shared.config.auth import ApiKeyAuth, AwsIamAuth, JwtAuth
+from shared.config.catalog import Catalog, Source, load_catalog
 from shared.config.settings import Settings
 from shared.gateway.auth import ApiKey, BearerToken, GatewayAuth, SigV4
 from shared.gateway.client import GatewayClient, RunContext
@@ -20,8 +21,9 @@ from shared.gateway.ratelimit import TokenBucket
 from shared.identity.secrets import SecretProvider, secrets_from_settings
 from shared.identity.sts import CredentialProvider, RoleSession
 from shared.ingest.window import Window
-from shared.landing.blobs import Landing, blob_service
-from shared.observability import tracing
+from shared.landing.blobs import Landing
+from shared.landing.storage import blob_service
+from shared.observability import otel
 from shared.observability.logs import install_redaction
 
 
@@ -51,7 +53,7 @@ class Runtime:
         install_redaction()
         settings = Settings.from_env()
         # Exports to Application Insights only when its connection string is set; once per process.
-        tracing.ensure_configured(settings.applicationinsights_connection_string)
+        otel.ensure_configured(settings.applicationinsights_connection_string)
         return cls(settings=settings, catalog=load_catalog(settings.catalog_path))
 
     def source(self, name: str) -> Source:
@@ -62,8 +64,12 @@ class Runtime:
         with self._lock:
             landing = self._landings.get(container)
             if landing is None:
+                connection_string = self.settings.landing_connection_string
                 service = blob_service(
-                    self.settings.landing_connection_string, self.settings.landing_account_url
+                    connection_string,
+                    self.settings.landing_account_url,
+                    # The one Entra credential of the process: STS and Key Vault use it too.
+                    None if connection_string else self.credentials.token_source,
                 )
                 landing = Landing(service, container, create_container=self.settings.landing_create_container)
                 self._landings[container] = landing

@@ -14,10 +14,13 @@ import pytest
 
 from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack
 from shared import runtime
-from shared.durable.engine import Instance
-from shared.ingest.orchestrators import INGEST_ORCHESTRATOR, engine, prepare_ingest
-from shared.ingest.payloads import IngestRequest
-from shared.landing.blobs import Landing, blob_service
+from shared.cli import local_engine as engine
+from shared.durable.journal import Instance
+from shared.ingest.orchestrators import INGEST_ORCHESTRATOR
+from shared.ingest.requests import IngestRequest
+from shared.ingest.start import prepare_ingest
+from shared.landing.blobs import Landing
+from shared.landing.storage import blob_service
 
 REPO = Path(__file__).resolve().parent.parent
 HOUR = ("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z")

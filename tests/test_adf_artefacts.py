@@ -21,11 +21,11 @@ from azure.functions.decorators.http import HttpTrigger
 from pydantic import TypeAdapter
 
 import function_app
-import shared.ingest.payloads
+import shared.ingest.requests
 from shared.config.catalog import load_catalog
 from shared.config.settings import Settings
-from shared.ingest.orchestrators import window_prefix
-from shared.ingest.payloads import IngestRequest, WindowBody
+from shared.ingest.layout import window_prefix
+from shared.ingest.requests import IngestRequest, WindowBody
 from shared.ingest.window import Window
 from shared.landing.blobs import SUCCESS
 
@@ -501,7 +501,8 @@ def test_success_marker_path_is_the_landing_layout() -> None:
         arguments = {k: evaluate(v, scope) for k, v in reference["parameters"].items()}
         dataset_scope = Scope({}, {}, {}, {**_dataset_defaults(dataset), **arguments}, {})
         location = {k: evaluate(v, dataset_scope) for k, v in dataset["typeProperties"]["location"].items()}
-        expected = window_prefix(fake_runtime, "orders", Window.parse(start, end), dry_run=dry_run)
+        environment = fake_runtime.settings.environment.value
+        expected = window_prefix(environment, "orders", Window.parse(start, end), dry_run=dry_run)
         assert location["folderPath"] == expected
         assert location["fileName"] == SUCCESS
         assert location["container"] == "landing"
@@ -520,9 +521,9 @@ def test_backfill_body_is_the_backfill_contract() -> None:
     assert TypeAdapter(timedelta).validate_python(body["every"]) == timedelta(days=1)
     assert isinstance(body["maxParallel"], int) and body["maxParallel"] >= 1
     assert (body.get("pipelineRunId"), body.get("pipelineName")) == (RUN_ID, "pl_backfill")
-    model = getattr(shared.ingest.payloads, "BackfillRequest", None)
+    model = getattr(shared.ingest.requests, "BackfillRequest", None)
     if model is None:
-        pytest.skip("shared.ingest.payloads.BackfillRequest does not exist yet; checked the DESIGN.md fields")
+        pytest.skip("shared.ingest.requests.BackfillRequest does not exist yet; checked the DESIGN.md fields")
     aliases = {f.alias or n for n, f in model.model_fields.items()}
     assert set(body) <= aliases, f"the backfill route refuses unknown fields {set(body) - aliases}"
     model.model_validate(body)

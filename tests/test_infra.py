@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.config.catalog import AwsIamAuth, Source, load_catalog
+from shared.config.auth import AwsIamAuth
+from shared.config.catalog import Source, load_catalog
 from shared.config.settings import Environment, Settings
 
 ROOT = Path(__file__).resolve().parent.parent

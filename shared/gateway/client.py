@@ -1,4 +1,7 @@
-"""The API Gateway client: one page per call, rate-limited, retried, correlated, size-capped.
+"""The API Gateway client: a window's pages, each rate-limited, retried, correlated and size-capped.
+
+`pages()` walks from a cursor with the loop guards (the page cap, a cursor the API already
+returned); `fetch()` gets one page.
 
 Retries (tenacity) cover 429, 502/503/504 (500 when the source opts in), transport errors and
 pages that fail to parse; Retry-After is honoured, otherwise exponential backoff with full
@@ -7,13 +10,11 @@ jitter. Every attempt goes back through the httpx Auth flow, so it is signed afr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -21,12 +22,13 @@ import httpx
 import tenacity
 
 from shared.config.catalog import Source
-from shared.errors import BridgeError, GatewayError, PageFormatError, UnsafeUrlError
+from shared.errors import GatewayError, PageFormatError, PaginationError, UnsafeUrlError, first_line
 from shared.gateway.auth import GatewayAuth
-from shared.gateway.pagination import PageContext, PageRequest, Paginator
+from shared.gateway.pages import parse_page
+from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, Paginator
 from shared.gateway.ratelimit import TokenBucket
-from shared.landing.jsonl import parse_page
-from shared.observability import tracing
+from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
+from shared.observability import otel, tracing
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,8 @@ class RunContext:
 
     @property
     def trace_id(self) -> str:
-        """A W3C trace id derived from the run id, so all of a run's requests share one trace."""
-        return hashlib.sha256(self.pipeline_run_id.encode()).hexdigest()[:32]
+        """The run's W3C trace id (hex), so all of a run's requests share one trace."""
+        return f"{otel.trace_id_for(self.pipeline_run_id):032x}"
 
 
 @dataclass
@@ -68,6 +70,59 @@ class _Attempts:
     reasons: list[str] = field(default_factory=list)
 
 
+class PageWalk:
+    """Pages from a cursor until the window is exhausted, `max_pages` are fetched or `enough()`.
+
+    Iterate it; afterwards `next_cursor`, `done`, `last_page` (the window-wide number of the last
+    page fetched) and `fetched` say where the walk stands, for the next part to go on from.
+    """
+
+    def __init__(
+        self,
+        client: GatewayClient,
+        cursor: str | None,
+        *,
+        after_page: int,
+        max_pages: int,
+        enough: Callable[[], bool],
+    ) -> None:
+        self._client = client
+        self._max_pages = max_pages
+        self._enough = enough
+        self.next_cursor = cursor
+        self.last_page = after_page
+        self.fetched = 0
+        self.done = False
+
+    def __iter__(self) -> Iterator[Page]:
+        source = self._client.source
+        seen = {self.next_cursor}
+        while self.fetched < self._max_pages and not self._enough():
+            number = self.last_page + 1
+            if number > source.pagination.max_pages:
+                raise PaginationError(
+                    f"window needs more than {source.pagination.max_pages} pages (pagination.max_pages); "
+                    "a looping API or a window that should be split",
+                    source=source.name,
+                    page=number,
+                )
+            page = self._client.fetch(self.next_cursor, number)
+            self.last_page, self.fetched = number, self.fetched + 1
+            yield page
+            if page.next_cursor is None or (not page.records and source.pagination.stop_on_empty_page):
+                self.done, self.next_cursor = True, None
+                return
+            if page.next_cursor in seen:
+                raise PaginationError(
+                    "the API returned a next cursor it already returned; refusing to loop",
+                    source=source.name,
+                    page=number,
+                    request_id=page.request_id,
+                )
+            seen.add(page.next_cursor)
+            self.next_cursor = page.next_cursor
+
+
 class GatewayClient:
     """Fetches pages of one source over a shared, pooled httpx client."""
 
@@ -82,7 +137,7 @@ class GatewayClient:
         run: RunContext,
         window_params: dict[str, str],
     ) -> None:
-        self._source = source
+        self.source = self._source = source
         self._paginator = paginator
         self._http = http
         self._auth = auth
@@ -90,16 +145,27 @@ class GatewayClient:
         self._run = run
         self._base_params = {**source.params, **window_params}
 
+    def pages(
+        self,
+        cursor: str | None,
+        *,
+        after_page: int = 0,
+        max_pages: int,
+        enough: Callable[[], bool] = lambda: False,
+    ) -> PageWalk:
+        """The pages from `cursor` on (page numbers continue after `after_page`), with loop guards."""
+        return PageWalk(self, cursor, after_page=after_page, max_pages=max_pages, enough=enough)
+
     def fetch(self, cursor: str | None, number: int) -> Page:
         """Fetch page `number` (1-based across the window) at `cursor`, retrying what is transient."""
         page_request = self._paginator.request(cursor)
         policy = self._source.retry
         attempts = _Attempts()
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, BridgeError) and exc.retryable),
+            retry=tenacity.retry_if_exception(retryable),
             stop=tenacity.stop_after_attempt(policy.max_attempts)
             | tenacity.stop_after_delay(policy.max_elapsed_seconds),
-            wait=_RetryAfterOrJitter(policy.backoff_initial_seconds, policy.backoff_max_seconds),
+            wait=RetryAfterOrJitter(policy.backoff_initial_seconds, policy.backoff_max_seconds),
             before_sleep=lambda state: self._log_retry(state, number),
             reraise=True,
         )
@@ -133,7 +199,7 @@ class GatewayClient:
             document, nonstandard = parse_page(body)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise PageFormatError(
-                f"page body is not valid JSON ({_first_line(exc)}; {len(body)} bytes received)",
+                f"page body is not valid JSON ({first_line(exc)}; {len(body)} bytes received)",
                 source=self._source.name,
                 page=number,
                 request_id=request_id,
@@ -141,13 +207,14 @@ class GatewayClient:
             ) from None
         try:
             records, next_cursor = self._paginator.parse(
-                PageContext(document, dict(response.headers), str(request.url), cursor)
+                PageContext(document, _links(response), str(request.url), cursor)
             )
-            if next_cursor is not None and self._source.pagination.type in _URL_CURSORS:
-                self._check_origin(next_cursor)
-        except PageFormatError as exc:
-            exc.source, exc.page, exc.request_id = self._source.name, number, request_id
-            raise
+        except MalformedPage as exc:
+            raise PageFormatError(
+                str(exc), source=self._source.name, page=number, request_id=request_id
+            ) from None
+        if next_cursor is not None and self._source.pagination.type in _URL_CURSORS:
+            self._check_origin(next_cursor, number, request_id)
         log.info(
             "page %d of %s: %d records, request id %s, apigw id %s (run %s, instance %s)",
             number,
@@ -177,7 +244,7 @@ class GatewayClient:
         timeout = httpx.Timeout(policy.read_timeout_seconds, connect=policy.connect_timeout_seconds)
         return self._http.build_request(self._source.method, url, headers=headers, timeout=timeout)
 
-    def _check_origin(self, url: str) -> None:
+    def _check_origin(self, url: str, number: int | None = None, request_id: str | None = None) -> None:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if (parts.scheme, (parts.hostname or "").lower(), port) != self._source.origin:
@@ -185,7 +252,8 @@ class GatewayClient:
                 f"refusing to follow a next link to {parts.scheme}://{parts.netloc}: signed requests "
                 f"only go to {self._source.base_url}",
                 source=self._source.name,
-                retryable=False,
+                page=number,
+                request_id=request_id,
             )
 
     def _read(self, response: httpx.Response, number: int) -> bytes:
@@ -232,7 +300,7 @@ class GatewayClient:
         retryable = status in _RETRYABLE_STATUS or (status == 500 and self._source.retry.retry_on_500)
         # Refused credentials reach here only after one renewal (see GatewayAuth): say what to check.
         advice = self._auth.explain(error_type) if self._auth is not None else None
-        error = self._error(
+        raise self._error(
             f"HTTP {status}{f' {error_type}' if error_type else ''}: {message}"
             + (f" -- {advice}" if advice else ""),
             number,
@@ -240,9 +308,8 @@ class GatewayClient:
             request_id=request_id,
             status=status,
             error_type=error_type,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
-        error.retry_after = _retry_after(response.headers.get("retry-after"))
-        raise error
 
     def _error(self, message: str, number: int, **kw: Any) -> GatewayError:
         return GatewayError(message, source=self._source.name, page=number, **kw)
@@ -260,37 +327,9 @@ class GatewayClient:
         )
 
 
-class _RetryAfterOrJitter(tenacity.wait.wait_base):
-    """Wait what the server asked for (Retry-After), else exponential backoff with full jitter."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self._jitter = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
-        self._maximum = maximum
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        if asked is not None:
-            return float(min(asked, self._maximum * 3))
-        return float(self._jitter(retry_state))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP-date relative to now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
+    """The Link header, parsed by httpx (RFC 8288), keyed by rel."""
+    return {str(key): link for key, link in response.links.items()}
 
 
 def _request_id(response: httpx.Response) -> str | None:

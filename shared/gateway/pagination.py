@@ -8,17 +8,26 @@ link, a short page, or the total the API reported.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urljoin
 
-from shared.config.catalog import Pagination, Source
-from shared.errors import PageFormatError
+from shared.config.catalog import Source
+from shared.config.pagination import (
+    CursorPagination,
+    LinkHeaderPagination,
+    NextTokenPagination,
+    NextUrlPagination,
+    OffsetPagination,
+    PageNumberPagination,
+    PaginationStyle,
+    SinglePage,
+)
 
-_LINK = re.compile(r"<([^>]*)>([^,<]*)")
-_REL = re.compile(r"""(?i);\s*rel\s*=\s*"?([^";]+)"?""")
+
+class MalformedPage(ValueError):
+    """A page is not what the catalog says it should be; the client names the page and request id."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class PageContext:
     """What a strategy may look at to find the next page."""
 
     body: Any
-    headers: dict[str, str]
+    links: dict[str, dict[str, str]]  # the Link header as httpx parses it (httpx.Response.links)
     url: str
     cursor: str | None
 
@@ -57,13 +66,16 @@ def lookup(body: Any, path: str, what: str, *, required: bool = True) -> Any:
         if not isinstance(node, dict) or key not in node:
             if not required:
                 return None
-            raise PageFormatError(f"page has no {what} at {path!r}", retryable=False)
+            raise MalformedPage(f"page has no {what} at {path!r}")
         node = node[key]
     return node
 
 
-class _Strategy(ABC):
-    def __init__(self, config: Pagination) -> None:
+ConfigT = TypeVar("ConfigT", bound=PaginationStyle)
+
+
+class _Strategy(ABC, Generic[ConfigT]):
+    def __init__(self, config: ConfigT) -> None:
         self.config = config
 
     @abstractmethod
@@ -82,7 +94,7 @@ class _Strategy(ABC):
         records = lookup(body, self.config.records_path, "record list")
         if not isinstance(records, list):
             where = self.config.records_path or "page body"
-            raise PageFormatError(f"{where} is a {type(records).__name__}, expected a list", retryable=False)
+            raise MalformedPage(f"{where} is a {type(records).__name__}, expected a list")
         return records
 
     def _short(self, records: list[Any]) -> bool:
@@ -96,11 +108,11 @@ class _Strategy(ABC):
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise PageFormatError(f"{what} at {path!r} is not an integer", retryable=False)
+            raise MalformedPage(f"{what} at {path!r} is not an integer")
         return value
 
 
-class NextTokenPaginator(_Strategy):
+class NextTokenPaginator(_Strategy[NextTokenPagination]):
     """The body carries an opaque token; it goes back as a query parameter or a header."""
 
     def request(self, cursor: str | None) -> PageRequest:
@@ -116,13 +128,11 @@ class NextTokenPaginator(_Strategy):
         if token is None or token == "":
             return records, None
         if isinstance(token, bool) or not isinstance(token, str | int):
-            raise PageFormatError(
-                f"next token at {self.config.token_path!r} is not a string", retryable=False
-            )
+            raise MalformedPage(f"next token at {self.config.token_path!r} is not a string")
         return records, str(token)
 
 
-class NextUrlPaginator(_Strategy):
+class NextUrlPaginator(_Strategy[NextUrlPagination]):
     """The body carries the absolute (or relative) URL of the next page."""
 
     def request(self, cursor: str | None) -> PageRequest:
@@ -134,13 +144,11 @@ class NextUrlPaginator(_Strategy):
         if not link:
             return records, None
         if not isinstance(link, str):
-            raise PageFormatError(
-                f"next link at {self.config.next_url_path!r} is not a string", retryable=False
-            )
+            raise MalformedPage(f"next link at {self.config.next_url_path!r} is not a string")
         return records, urljoin(page.url, link)
 
 
-class LinkHeaderPaginator(_Strategy):
+class LinkHeaderPaginator(_Strategy[LinkHeaderPagination]):
     """RFC 8288: `Link: <url>; rel="next"` while more pages exist."""
 
     def request(self, cursor: str | None) -> PageRequest:
@@ -148,15 +156,13 @@ class LinkHeaderPaginator(_Strategy):
 
     def parse(self, page: PageContext) -> tuple[list[Any], str | None]:
         records = self._records(page.body)
-        header = next((v for k, v in page.headers.items() if k.lower() == "link"), "")
-        for target, params in _LINK.findall(header):
-            rel = _REL.search(params)
-            if rel and "next" in rel.group(1).lower().split():
-                return records, urljoin(page.url, target.strip())
+        for link in page.links.values():
+            if "next" in link.get("rel", "").lower().split():
+                return records, urljoin(page.url, link.get("url", "").strip())
         return records, None
 
 
-class OffsetPaginator(_Strategy):
+class OffsetPaginator(_Strategy[OffsetPagination]):
     """Client-driven offset/limit; stops on a short page or when the reported total is reached."""
 
     def request(self, cursor: str | None) -> PageRequest:
@@ -171,7 +177,7 @@ class OffsetPaginator(_Strategy):
         return records, str(offset)
 
 
-class PageNumberPaginator(_Strategy):
+class PageNumberPaginator(_Strategy[PageNumberPagination]):
     """Client-driven page numbers; stops on a short page or at the reported page count."""
 
     def request(self, cursor: str | None) -> PageRequest:
@@ -186,7 +192,7 @@ class PageNumberPaginator(_Strategy):
         return records, str(number + 1)
 
 
-class CursorPaginator(_Strategy):
+class CursorPaginator(_Strategy[CursorPagination]):
     """The next page starts after the last record seen (`after=<id>`)."""
 
     def request(self, cursor: str | None) -> PageRequest:
@@ -205,13 +211,11 @@ class CursorPaginator(_Strategy):
             return records, None
         last = records[-1]
         if not isinstance(last, dict) or last.get(self.config.cursor_field) in (None, ""):
-            raise PageFormatError(
-                f"last record has no {self.config.cursor_field!r} to continue from", retryable=False
-            )
+            raise MalformedPage(f"last record has no {self.config.cursor_field!r} to continue from")
         return records, str(last[self.config.cursor_field])
 
 
-class SinglePagePaginator(_Strategy):
+class SinglePagePaginator(_Strategy[SinglePage]):
     """The whole window comes back in one response."""
 
     def request(self, cursor: str | None) -> PageRequest:
@@ -221,7 +225,7 @@ class SinglePagePaginator(_Strategy):
         return self._records(page.body), None
 
 
-_STYLES: dict[str, type[_Strategy]] = {
+_STYLES: dict[str, type[_Strategy[Any]]] = {
     "next_token": NextTokenPaginator,
     "next_url": NextUrlPaginator,
     "link_header": LinkHeaderPaginator,

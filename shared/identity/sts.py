@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -32,7 +31,8 @@ from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import IdentityError, StsError
+from shared.errors import IdentityError, StsError, first_line
+from shared.identity.entra import entra_credential
 from shared.observability import tracing
 
 log = logging.getLogger(__name__)
@@ -81,25 +81,6 @@ _RETRYABLE_STS_CODES = {"IDPCommunicationError", "Throttling", "ThrottlingExcept
 # botocore's standard retry mode retries IDPCommunicationError and throttling with jittered
 # exponential backoff; attempts include the first call.
 STS_ATTEMPTS = 4
-
-
-def entra_credential() -> TokenCredential:
-    """The app's Entra identity: managed identity when the host provides one, else the default chain."""
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    client_id = os.environ.get("AZURE_CLIENT_ID") or None
-    # Bounded retries: an unreachable identity endpoint must fail a run in seconds, not minutes.
-    transport: dict[str, Any] = {
-        "retry_total": 2,
-        "retry_backoff_factor": 0.5,
-        "connection_timeout": 5,
-        "read_timeout": 10,
-    }
-    if os.environ.get("IDENTITY_ENDPOINT"):
-        return ManagedIdentityCredential(client_id=client_id, **transport)
-    return DefaultAzureCredential(
-        managed_identity_client_id=client_id, exclude_interactive_browser_credential=True, **transport
-    )
 
 
 def session_name_for(run_id: str | None, fallback: str) -> str:
@@ -186,7 +167,7 @@ class CredentialProvider:
             return str(self.token_source.get_token(f"{audience}/.default").token)
         except Exception as exc:  # azure-identity raises several unrelated types
             raise IdentityError(
-                f"could not get an Entra token for audience {audience!r}: {_first_line(exc)}; check the "
+                f"could not get an Entra token for audience {audience!r}: {first_line(exc)}; check the "
                 "Function App's managed identity (IDENTITY_ENDPOINT/IDENTITY_HEADER, AZURE_CLIENT_ID) "
                 "and that the audience is an application ID URI in the tenant"
             ) from None
@@ -243,7 +224,7 @@ class CredentialProvider:
                     raise _sts_error(exc, session) from None
                 except BotoCoreError as exc:
                     raise StsError(
-                        f"could not reach AWS STS to assume {session.role_arn}: {_first_line(exc)}; check "
+                        f"could not reach AWS STS to assume {session.role_arn}: {first_line(exc)}; check "
                         "AWS_ENDPOINT_URL_STS / AWS_REGION and outbound network access",
                         code="EndpointUnreachable",
                         role_arn=session.role_arn,
@@ -292,7 +273,7 @@ class SessionCredentials:
 def _sts_error(exc: ClientError, session: RoleSession) -> StsError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
-    detail = _first_line(str(error.get("Message", "")))[:300]
+    detail = first_line(str(error.get("Message", "")))[:300]
     advice = _STS_ADVICE.get(code, "see the STS error code")
     return StsError(
         f"STS refused AssumeRoleWithWebIdentity for role {session.role_arn} (audience "
@@ -302,8 +283,3 @@ def _sts_error(exc: ClientError, session: RoleSession) -> StsError:
         retryable=code in _RETRYABLE_STS_CODES,
         request_id=exc.response.get("ResponseMetadata", {}).get("RequestId"),
     )
-
-
-def _first_line(exc: object) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,11 +1,10 @@
-"""JSON in and JSON Lines out, fast where that is exact and exact everywhere.
+"""JSON Lines out, fast where that is exact and exact everywhere.
 
 orjson serialises records about four times faster than the standard library (bench/RESULTS.md,
 Profile), which is what a page's own cost is mostly made of. It is only used where its output
 is exactly what was received: it refuses integers beyond 64 bits and lone surrogates (we then
 fall back), and it would turn NaN/Infinity into null, so pages that carried those constants
-are written by the standard library instead. Parsing stays with the standard library, which
-keeps integers of any size exact.
+are written by the standard library instead (pages are parsed by shared.gateway.pages).
 """
 
 from __future__ import annotations
@@ -17,18 +16,6 @@ import orjson
 
 # ASCII-escaped, so a lone surrogate a page carried survives as its \\uXXXX escape.
 _exact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode
-
-
-def parse_page(body: bytes) -> tuple[Any, bool]:
-    """The page's JSON document, and whether it held NaN or Infinity (non-standard constants)."""
-    seen = False
-
-    def constant(name: str) -> float:
-        nonlocal seen
-        seen = True
-        return float(name)
-
-    return json.loads(body, parse_constant=constant), seen
 
 
 def encode_lines(records: list[Any], *, nonstandard: bool = False) -> bytes:

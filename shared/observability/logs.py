@@ -1,10 +1,10 @@
-"""Logging set-up, redaction of anything shaped like a secret, and the correlation context of log lines.
+"""Logging set-up: redacted records, the correlation context of log lines, text and JSON formats.
 
-Our own code never logs secrets; redaction is the belt to those braces, catching what a
-dependency puts in a message. botocore at DEBUG, for one, logs the STS answer (access key,
-secret key, session token), the web identity token it sends, and every canonical request and
-signature. `install_redaction` rewrites each record as it is created, so no handler -- ours,
-the Functions host's, Application Insights' -- ever receives the secret.
+Our own code never logs secrets; redaction (shared.observability.redaction) is the belt to
+those braces, catching what a dependency puts in a message. botocore at DEBUG, for one, logs
+the STS answer (access key, secret key, session token), the web identity token it sends, and
+every canonical request and signature. `install_redaction` rewrites each record as it is
+created, so no handler -- ours, the Functions host's, Application Insights' -- ever receives it.
 
 Correlation: an activity binds the pipeline run id, instance id, source and window for as long
 as it runs, the gateway client the page and then the API request id for as long as it fetches a
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -30,33 +29,7 @@ from typing import Any, TextIO
 
 from opentelemetry import trace
 
-_SECRET_PATTERNS = [
-    # JWTs (Entra access tokens): header.payload.signature, base64url.
-    re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}"),
-    # AWS access key ids, long-term and temporary.
-    re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
-    # AWS session tokens (STS's, whatever their label): base64 of a fixed protobuf-like prefix.
-    re.compile(r"(?:IQoJb3JpZ2lu|FwoGZXIvYXdz)[A-Za-z0-9+/=]{16,}"),
-    # SigV4 signatures and bearer tokens of any shape.
-    re.compile(r"(?i)(signature[=:]\s*)[0-9a-f]{64}"),
-    re.compile(r"(?i)(bearer\s+)[\w\-.~+/]{8,}=*"),
-    # Values labelled as a secret, token, key or password: `label: value`, `label=value`, JSON,
-    # Python reprs, and the XML elements of STS answers (botocore logs those at DEBUG). Values
-    # shorter than 8 characters are words, not secrets (`api_key: Extra inputs ...`).
-    re.compile(
-        r"(?i)((?:secret[_-]?access[_-]?key|session[_-]?token|security[_-]?token|x-api-key|api[_-]?key|"
-        r"access[_-]?token|authorization|password)[\"']?\s*[:=>]\s*[\"']?)[^\s\"',;}<]{8,}"
-    ),
-]
-REDACTED = "[REDACTED]"
-
-
-def redact(text: str) -> str:
-    """Replace every secret-shaped substring with a marker."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
-    return text
-
+from shared.observability.redaction import redact
 
 # --- correlation context -----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from shared.observability import logs, tracing
+from shared.observability import logs, otel
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,10 @@ def reporting(
     if handler is None or not (live or log.isEnabledFor(logging.INFO)):
         yield
         return
-    start, started = tracing.totals(), time.monotonic()
+    start, started = otel.totals(), time.monotonic()
 
     def line() -> str:
-        return describe(tracing.totals() - start, time.monotonic() - started)
+        return describe(otel.totals() - start, time.monotonic() - started)
 
     show: Callable[[str], None]
     if live:
@@ -62,7 +62,7 @@ def reporting(
             log.info("progress: %s, finished", line())
 
 
-def describe(done: tracing.Totals, elapsed: float) -> str:
+def describe(done: otel.Totals, elapsed: float) -> str:
     """One line: records, pages and their rate, retries, what landed, time taken."""
     rate = done.pages / elapsed if elapsed > 0 else 0.0
     minutes, seconds = divmod(int(elapsed), 60)

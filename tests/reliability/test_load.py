@@ -11,8 +11,10 @@ from typing import Any
 from localcloud import Dataset
 from localcloud.stack import orders_source
 from shared import runtime
-from shared.ingest.orchestrators import INGEST_ORCHESTRATOR, engine, prepare_ingest
-from shared.ingest.payloads import IngestRequest
+from shared.cli import local_engine as engine
+from shared.ingest.orchestrators import INGEST_ORCHESTRATOR
+from shared.ingest.requests import IngestRequest
+from shared.ingest.start import prepare_ingest
 from shared.landing.verify import read_records
 
 from fixtures import App

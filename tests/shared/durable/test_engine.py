@@ -11,7 +11,9 @@ from typing import Any
 import azure.durable_functions as df
 import pytest
 
-from shared.durable.engine import TASK_SCHEDULED, Engine, JournalStore
+from shared.durable.engine import Engine
+from shared.durable.history import TASK_SCHEDULED
+from shared.durable.journal import JournalStore
 
 
 def counting_loop(ctx: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
@@ -147,6 +149,7 @@ def test_a_killed_run_resumes_from_its_journal_without_redoing_completed_work(tm
 def crashing_run(engine: Engine) -> None:
     # A BaseException escapes the worker thread's handler, so re-raise it from the driver.
     errors: list[BaseException] = []
+    killed = threading.Event()
 
     def activity_guard(fn: Any) -> Any:
         def run(arg: Any) -> Any:
@@ -155,6 +158,7 @@ def crashing_run(engine: Engine) -> None:
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     errors.append(exc)
+                    killed.set()
                     raise SystemExit from exc
                 raise
 
@@ -163,6 +167,6 @@ def crashing_run(engine: Engine) -> None:
     engine._activities = {name: activity_guard(fn) for name, fn in engine._activities.items()}
     thread = threading.Thread(target=lambda: engine.run("loop", "k1", {"n": 0, "stop": 7}), daemon=True)
     thread.start()
-    thread.join(timeout=5)
-    if errors:
-        raise errors[0]
+    # The driver never finishes (its activity died with the "process"): wait for the kill itself.
+    assert killed.wait(timeout=30), "the activity that stands in for the kill never ran"
+    raise errors[0]

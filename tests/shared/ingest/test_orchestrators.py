@@ -14,7 +14,9 @@ from typing import Any
 import azure.durable_functions as df
 
 from localcloud.stack import orders_source
-from shared.durable.engine import Engine, JournalStore
+from shared.durable.engine import Engine
+from shared.durable.history import TASK_COMPLETED, TASK_FAILED, TASK_SCHEDULED
+from shared.durable.journal import JournalStore
 from shared.ingest.orchestrators import (
     FETCH_PART,
     FINALIZE,
@@ -33,8 +35,12 @@ WINDOW = {"from": "2024-01-01T00:00:00Z", "to": "2024-01-01T01:00:00Z"}
 class FakeApi:
     """Fake activities: `pages` pages per segment, one page per part; may fail or block."""
 
-    def __init__(self, segments: int = 1, pages: int = 5, fail_first: int = 0) -> None:
+    def __init__(
+        self, segments: int = 1, pages: int = 5, fail_first: int = 0, together: int | None = None
+    ) -> None:
         self.segments = segments
+        # Fetches wait for each other in groups of `together`: proof that they run concurrently.
+        self.barrier = threading.Barrier(together, timeout=30) if together else None
         self.pages = pages
         self.fail_first = fail_first
         self.calls: Counter[str] = Counter()
@@ -54,12 +60,24 @@ class FakeApi:
                 raise ConnectionError("transient")
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
+        if self.barrier is not None:
+            self.barrier.wait()
         page = int(payload["cursor"] or 0) + 1
         done = page >= self.pages
         with self.lock:
             self.in_flight -= 1
         name = f"s{payload['segment'] or 0}-p{payload['part_index']}"
-        part = {"name": name, "records": 10, "bytes": 1, "uncompressed_bytes": 2}
+        part = {
+            "name": name,
+            "records": 10,
+            "bytes": 1,
+            "uncompressed_bytes": 2,
+            "sha256": "0" * 64,
+            "first_request_id": None,
+            "last_request_id": None,
+            "started_at": "2024-01-01T00:00:00.000000Z",
+            "finished_at": "2024-01-01T00:00:00.000000Z",
+        }
         return {
             "part": part,
             "next_cursor": None if done else str(page),
@@ -105,11 +123,26 @@ def test_a_failed_activity_is_retried_and_the_run_resumes_where_it_was() -> None
 
 
 def test_segments_fan_out_no_wider_than_allowed() -> None:
-    api = FakeApi(segments=5, pages=3)
+    api = FakeApi(segments=4, pages=3, together=2)
     instance = api.engine().run(INGEST_ORCHESTRATOR, "i", state(max_parallel_segments=2))
     assert instance.runtime_status == "Completed", instance.output
-    assert sorted(instance.output["parts"]) == sorted(f"s{s}-p{p}" for s in range(5) for p in range(3))
+    assert sorted(instance.output["parts"]) == sorted(f"s{s}-p{p}" for s in range(4) for p in range(3))
     assert api.peak <= 2
+    # Read off the durable history, not off timing: never more than two fetches outstanding.
+    assert most_outstanding(instance.history, FETCH_PART) == 2
+
+
+def most_outstanding(history: list[dict[str, Any]], name: str) -> int:
+    """The most tasks of `name` the orchestrator had scheduled and not yet seen completed."""
+    open_ids: set[int] = set()
+    most = 0
+    for event in history:
+        if event["EventType"] == TASK_SCHEDULED and event["Name"] == name:
+            open_ids.add(event["EventId"])
+            most = max(most, len(open_ids))
+        elif event["EventType"] in (TASK_COMPLETED, TASK_FAILED):
+            open_ids.discard(event["TaskScheduledId"])
+    return most
 
 
 def test_replaying_the_recorded_history_is_deterministic() -> None:

@@ -11,7 +11,7 @@ import pytest
 from localcloud import Fault
 from localcloud.stack import orders_source
 from shared import runtime
-from shared.ingest.orchestrators import finalize, plan_window
+from shared.ingest.activities import finalize, plan_window
 from shared.ingest.payloads import FinalizeInput, IngestState
 from shared.landing.verify import read_records, verify_window
 

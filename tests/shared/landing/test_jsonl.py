@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.landing.jsonl import encode_lines, parse_page
+from shared.gateway.pages import parse_page
+from shared.landing.jsonl import encode_lines
 
 PAGES = {
     "plain": b'{"items": [{"id": "a", "n": 1, "f": 0.1, "s": "caf\\u00e9 \\u2028", "ok": true, "x": null}]}',

@@ -41,6 +41,7 @@ from shared import runtime
 from shared.gateway.client import RunContext
 from shared.ingest.payloads import FetchPartInput, FinalizeInput, IngestState, PlanInput
 from shared.observability import logs as telemetry
+from shared.observability import otel as otel_setup
 from shared.observability import tracing
 from shared.observability.logs import ConsoleHandler, JsonFormatter
 from shared.observability.progress import describe, reporting
@@ -66,9 +67,9 @@ SIGNATURE = re.compile(r"Signature=([0-9a-f]{64})")
 @pytest.fixture(autouse=True)
 def unconfigured() -> Iterator[None]:
     """Each test starts and ends with telemetry not configured, and OpenTelemetry's globals untouched."""
-    tracing.reset_telemetry()
+    otel_setup.reset_telemetry()
     yield
-    tracing.reset_telemetry()
+    otel_setup.reset_telemetry()
     assert not isinstance(trace.get_tracer_provider(), TracerProvider)
     assert not isinstance(metrics.get_meter_provider(), MeterProvider)
 
@@ -76,7 +77,7 @@ def unconfigured() -> Iterator[None]:
 @pytest.fixture
 def otel() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
     spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
-    assert tracing.configure_telemetry(span_exporter=spans, metric_reader=reader)
+    assert otel_setup.configure_telemetry(span_exporter=spans, metric_reader=reader)
     return spans, reader
 
 
@@ -223,28 +224,28 @@ def test_without_a_connection_string_no_provider_or_exporter_exists(
     monkeypatch.setattr(AzureMonitorTraceExporter, "__init__", refuse)
     monkeypatch.setattr(AzureMonitorMetricExporter, "__init__", refuse)
     monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
-    assert tracing.configure_telemetry() is False
-    tracing.reset_telemetry()
+    assert otel_setup.configure_telemetry() is False
+    otel_setup.reset_telemetry()
 
     runtime.reset()  # the next runtime configures telemetry from the settings, as in Azure
     instance = app.ingest()
     assert instance.runtime_status == "Completed", instance.output
-    state = tracing._state
-    assert state.configured and not tracing.enabled()
+    state = otel_setup._state
+    assert state.configured and not otel_setup.enabled()
     assert state.tracer is state.tracer_provider is state.meter_provider is state.instruments is None
     assert trace.get_current_span() is trace.INVALID_SPAN
     # The in-process totals (for progress) still count.
-    assert tracing.totals().pages > 0
+    assert otel_setup.totals().pages > 0
 
 
 def test_a_connection_string_the_exporter_refuses_turns_telemetry_off_not_ingestion(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert (
-        tracing.configure_telemetry("InstrumentationKey=not-a-uuid;IngestionEndpoint=http://127.0.0.1:9/")
+        otel_setup.configure_telemetry("InstrumentationKey=not-a-uuid;IngestionEndpoint=http://127.0.0.1:9/")
         is False
     )
-    assert not tracing.enabled()
+    assert not otel_setup.enabled()
     assert any("APPLICATIONINSIGHTS_CONNECTION_STRING refused" in r.getMessage() for r in caplog.records)
 
 
@@ -317,8 +318,8 @@ def test_with_a_connection_string_spans_and_metrics_reach_application_insights(
         )
         instance = app.ingest(pipelineRunId="telemetry-exported")
         assert instance.runtime_status == "Completed", instance.output
-        assert tracing.enabled()
-        tracing.reset_telemetry()  # flushes the batch of spans and the last metrics
+        assert otel_setup.enabled()
+        otel_setup.reset_telemetry()  # flushes the batch of spans and the last metrics
     finally:
         server.shutdown()
         server.server_close()
@@ -545,7 +546,7 @@ def test_progress_reports_only_what_happened_inside_it(
         traced.fetched(Page())
     [line] = [r.getMessage() for r in caplog.records if r.name == "shared.observability.progress"]
     assert line.startswith("progress: 10 records, 1 pages (") and "1 retries (0 throttled)" in line
-    assert describe(tracing.Totals(landed_bytes=3 * 1024 * 1024), 61.0).endswith("(3.0 MiB), 1:01")
+    assert describe(otel_setup.Totals(landed_bytes=3 * 1024 * 1024), 61.0).endswith("(3.0 MiB), 1:01")
 
 
 def test_activity_fields_follow_the_activity_contracts() -> None:

@@ -1,0 +1,104 @@
+"""Where a window lands and what of it a reader may see: the blob layout rules.
+
+<container>/<env>/<source>/<from>_<to>/ holds `_manifest.json`, `_SUCCESS` and the parts of the
+first generation; a replace lands generation n in `gen-000n/` beside it. Part names come from
+the part index alone, so a retried activity overwrites its own part and nobody else's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from shared.ingest.payloads import Segment
+from shared.ingest.window import Window
+from shared.landing.blobs import MANIFEST, SUCCESS
+from shared.landing.parts import Checkpoint, PartInfo
+
+log = logging.getLogger(__name__)
+
+
+def window_prefix(environment: str, source: str, window: Window, *, dry_run: bool = False) -> str:
+    """<env>/<source>/<from>_<to>, under _dryrun/ for dry runs."""
+    path = f"{environment}/{source}/{window.folder}"
+    return f"_dryrun/{path}" if dry_run else path
+
+
+def part_name(index: int, segment: int | None = None) -> str:
+    """part-00000.jsonl.gz, or part-0003-00000.jsonl.gz for segment 3 of a segmented window."""
+    return f"part-{index:05d}.jsonl.gz" if segment is None else f"part-{segment:04d}-{index:05d}.jsonl.gz"
+
+
+def generation_folder(generation: int) -> str:
+    """Where a generation's parts live, relative to the window folder: the first at its root."""
+    return "" if generation <= 1 else f"gen-{generation:04d}/"
+
+
+def resume(
+    landed: list[tuple[str, Checkpoint | None]], segments: list[Segment], folder: str
+) -> list[PartInfo]:
+    """Move each segment past the longest run of parts 0..n-1 an earlier attempt committed for it.
+
+    Returns those parts' manifest entries; the segments are updated in place.
+    """
+    checkpoints = dict(landed)
+    segmented = len(segments) > 1
+    resumed: list[PartInfo] = []
+    for seg in segments:
+        while True:
+            checkpoint = checkpoints.get(
+                f"{folder}{part_name(seg.next_part, seg.index if segmented else None)}"
+            )
+            if checkpoint is None or checkpoint.window != seg.window or checkpoint.part is None:
+                break
+            resumed.append(checkpoint.part)
+            seg.next_part += 1
+            seg.cursor = checkpoint.next_cursor
+            seg.pages = checkpoint.pages_after
+            seg.fetched = checkpoint.done
+    if resumed:
+        log.info("resuming after %d landed parts", len(resumed))
+    return resumed
+
+
+def unlisted_parts(
+    names: Iterable[str], prefix: str, listed: set[str], folder: str, previous_folder: str | None
+) -> list[str]:
+    """Blobs to remove before publishing: strays of this generation, and generations older than
+    the one readers may still be reading."""
+    keep = {folder, previous_folder}
+    strays = []
+    for name in names:
+        relative = name[len(prefix) + 1 :]
+        leaf = relative.rsplit("/", 1)[-1]
+        if not leaf.startswith("part-"):
+            continue
+        part_folder = relative[: len(relative) - len(leaf)]
+        if (part_folder == folder and relative not in listed) or part_folder not in keep:
+            strays.append(name)
+    return strays
+
+
+def summarize(manifest: dict[str, Any], *, skipped: bool) -> dict[str, Any]:
+    """The run result ADF sees: where the data is, how much, and how to trace it."""
+    prefix = manifest["prefix"]
+    parts = manifest.get("parts", [])
+    return {
+        "status": "skipped-already-landed" if skipped else "landed",
+        "source": manifest["source"],
+        "window": manifest["window"],
+        "container": manifest["container"],
+        "prefix": prefix,
+        "manifest": f"{prefix}/{MANIFEST}",
+        "success": f"{prefix}/{SUCCESS}",
+        "parts": [f"{prefix}/{p['name']}" for p in parts],
+        "records": manifest["totals"]["records"],
+        "bytes": manifest["totals"]["bytes"],
+        "uncompressedBytes": manifest["totals"].get("uncompressedBytes"),
+        "pages": manifest["totals"]["pages"],
+        "instanceId": manifest["instanceId"],
+        "pipelineRunId": manifest["pipelineRunId"],
+        "firstRequestId": parts[0]["first_request_id"] if parts else None,
+        "lastRequestId": parts[-1]["last_request_id"] if parts else None,
+    }

@@ -1,0 +1,97 @@
+"""Starting a run: a caller's request checked against the catalog, turned into an instance id and input.
+
+Instance ids are derived from what is being landed, so two triggers for the same window (or
+the same backfill) attach to one run instead of starting two.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import TypeAdapter
+
+from shared.config.auth import AwsIamAuth
+from shared.errors import RequestError
+from shared.identity.sts import session_name_for
+from shared.ingest.payloads import ActivityRetry, BackfillState, IngestState
+from shared.ingest.requests import BackfillRequest, IngestRequest
+from shared.ingest.window import Window
+from shared.runtime import Runtime
+
+MAX_BACKFILL_WINDOWS = 1000
+_DURATION = TypeAdapter(timedelta)
+
+
+def instance_id_for(environment: str, source: str, window: Window, *, dry_run: bool = False) -> str:
+    """Deterministic: two triggers for the same window attach to the same run."""
+    return f"{'dryrun-' if dry_run else ''}{environment}-{source}-{window.folder}"
+
+
+def backfill_instance_id(environment: str, source: str, window: Window, every: str) -> str:
+    return f"backfill-{environment}-{source}-{window.folder}-{every}"
+
+
+def prepare_ingest(request: IngestRequest, runtime: Runtime) -> tuple[str, IngestState]:
+    """Validate a request against the catalog and build the orchestrator's input and instance id."""
+    source = runtime.source(request.source)
+    window = Window.parse(request.window.start, request.window.end)
+    window.check_span(source.window, source.name)
+    environment = runtime.settings.environment.value
+    instance_id = instance_id_for(environment, source.name, window, dry_run=request.dry_run)
+    role_arn = session_name = None
+    if isinstance(source.auth, AwsIamAuth):
+        role_arn = source.auth.role_for(request.pipeline_name, source.name)
+        session_name = session_name_for(request.pipeline_run_id, instance_id)
+    state = IngestState(
+        source=source.name,
+        window=window.to_json(),
+        pipeline_run_id=request.pipeline_run_id or instance_id,
+        pipeline_name=request.pipeline_name,
+        mode=request.mode,
+        dry_run=request.dry_run,
+        role_arn=role_arn,
+        session_name=session_name,
+        retry=ActivityRetry(
+            attempts=source.retry.activity_attempts,
+            first_retry_ms=int(source.retry.activity_first_retry_seconds * 1000),
+        ),
+        parts_per_execution=source.output.parts_per_execution,
+        max_parallel_segments=source.window.max_parallel_segments,
+    )
+    return instance_id, state
+
+
+def prepare_backfill(request: BackfillRequest, runtime: Runtime) -> tuple[str, BackfillState]:
+    """Split the range into windows and build the backfill orchestrator's input."""
+    whole = Window.parse(request.start, request.end)
+    count = -(-whole.span // request.every)  # counted before splitting: a hostile range can be huge
+    if count > MAX_BACKFILL_WINDOWS:
+        raise RequestError(
+            "every", f"splits the range into {count} windows, more than {MAX_BACKFILL_WINDOWS}; widen it"
+        )
+    windows = whole.split(request.every)
+    first = IngestRequest.model_validate(
+        {
+            "source": request.source,
+            "window": windows[0].to_json(),
+            "pipelineRunId": request.pipeline_run_id,
+            "pipelineName": request.pipeline_name,
+            "mode": request.mode,
+        }
+    )
+    _, template = prepare_ingest(first, runtime)  # validates source, span, role once for all
+    environment = runtime.settings.environment.value
+    instance_id = backfill_instance_id(environment, template.source, whole, iso_duration(request.every))
+    if request.pipeline_run_id is None:
+        template.pipeline_run_id = instance_id
+    return instance_id, BackfillState(
+        template=template,
+        windows=[w.to_json() for w in windows],
+        instance_ids=[instance_id_for(environment, template.source, w) for w in windows],
+        max_parallel=request.max_parallel,
+    )
+
+
+def iso_duration(every: timedelta) -> str:
+    """A duration as ISO 8601 (PT1H, P1DT2H), as pydantic renders it everywhere else."""
+    return str(_DURATION.dump_python(every, mode="json"))

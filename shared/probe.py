@@ -104,7 +104,8 @@ def _gateway(runtime: Runtime, source: Source, session: Any) -> str:
     )
     end = datetime.now(UTC).replace(microsecond=0)
     window = Window(end - timedelta(hours=1), end)
-    client = runtime.gateway_client(small, window, RunContext("probe", "probe"), session)
+    params = window.query_params(small.window)
+    client = runtime.gateway_client(small, params, RunContext("probe", "probe"), session)
     page = client.fetch(None, 1)
     return f"HTTP 200, {len(page.records)} record(s), request id {page.request_id}"
 

@@ -20,7 +20,6 @@ from shared.gateway.pagination import paginator_for
 from shared.gateway.ratelimit import TokenBucket
 from shared.identity.secrets import SecretProvider, secrets_from_settings
 from shared.identity.sts import CredentialProvider, RoleSession
-from shared.ingest.window import Window
 from shared.landing.blobs import Landing
 from shared.landing.storage import blob_service
 from shared.observability import otel
@@ -89,7 +88,7 @@ class Runtime:
         )
 
     def gateway_client(
-        self, source: Source, window: Window, run: RunContext, session: RoleSession | None
+        self, source: Source, window_params: dict[str, str], run: RunContext, session: RoleSession | None
     ) -> GatewayClient:
         return GatewayClient(
             source,
@@ -98,7 +97,7 @@ class Runtime:
             auth=self.gateway_auth(source, session),
             limiter=self.rate_limiter(source),
             run=run,
-            window_params=window.query_params(source.window),
+            window_params=window_params,
         )
 
     def gateway_auth(self, source: Source, session: RoleSession | None) -> GatewayAuth | None:

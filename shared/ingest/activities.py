@@ -114,7 +114,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     window = Window.from_json(job.window)
     run = RunContext(job.pipeline_run_id, job.instance_id, job.pipeline_name)
     session = runtime.role_session(source, job.role_arn, job.session_name)
-    client = runtime.gateway_client(source, window, run, session)
+    client = runtime.gateway_client(source, window.query_params(source.window), run, session)
     writer = runtime.landing_for(source).part_writer(
         job.prefix,
         f"{job.folder}{layout.part_name(job.part_index, job.segment)}",

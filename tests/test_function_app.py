@@ -297,3 +297,93 @@ def test_probe_route_reports_steps(app: App, event_loop_runner: asyncio.Abstract
     response = call(event_loop_runner, "probe", request)
     assert response.status_code == 200
     assert [s["name"] for s in body_of(response)["steps"]] == ["identity", "sts", "gateway", "blob"]
+
+
+# --- GET /api/runs/{id}?report=always: the status an Azure Function activity can decide on ----
+
+
+def get_report(instance_id: str) -> func.HttpRequest:
+    return func.HttpRequest(
+        "GET",
+        f"{BASE}/runs/{instance_id}",
+        body=b"",
+        route_params={"id": instance_id},
+        params={"report": "always"},
+    )
+
+
+def test_report_always_answers_200_while_running_and_when_done(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    app.stack.cloud.gateway.latency_ms = 20  # keep the run going while we look at it
+    instance_id = body_of(call(event_loop_runner, "ingest", post_ingest(VALID), host))["id"]
+    running = call(event_loop_runner, "run_status", get_report(instance_id), host)
+    assert running.status_code == 200, "an Azure Function activity must not fail on a running run"
+    assert "Location" not in running.headers
+    progress = body_of(running)
+    assert (progress["id"], progress["done"], progress["ok"]) == (instance_id, False, False)
+    assert progress["runtimeStatus"] in {"Pending", "Running"}
+
+    host.wait_idle()
+    done = call(event_loop_runner, "run_status", get_report(instance_id), host)
+    assert done.status_code == 200
+    result = body_of(done)
+    assert (result["runtimeStatus"], result["done"], result["ok"]) == ("Completed", True, True)
+    assert result["container"] == app.container
+    assert result["success"] == f"{result['prefix']}/_SUCCESS"
+    assert result["prefix"] == "dev/orders/20240101T000000Z_20240101T010000Z"
+    assert result["partCount"] == len(result["parts"]) >= 1
+
+
+def test_report_always_hands_over_a_failed_runs_own_error_with_200(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    from localcloud import Fault
+
+    app.stack.cloud.gateway.inject(Fault("status", status=404), times=10)
+    instance_id = body_of(call(event_loop_runner, "ingest", post_ingest(VALID), host))["id"]
+    host.wait_idle()
+    reported = call(event_loop_runner, "run_status", get_report(instance_id), host)
+    assert reported.status_code == 200
+    report = body_of(reported)
+    assert (report["runtimeStatus"], report["done"], report["ok"]) == ("Failed", True, False)
+    assert report["error"] == "GatewayError"
+    message = report["message"]
+    assert message.startswith("GatewayError [source=orders") and "request_id=" in message
+    assert instance_id in message, "the message names the run, and with it the window"
+    # Without report=always the same body comes as a 500, for a Web activity's async pattern.
+    plain = call(event_loop_runner, "run_status", get_run(instance_id), host)
+    assert plain.status_code == 500 and body_of(plain) == report
+
+
+class _StatusOnly:
+    """A durable client that knows one finished instance, for what only its output decides."""
+
+    def __init__(self, output: Any) -> None:
+        from types import SimpleNamespace
+
+        from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
+
+        self.status = SimpleNamespace(
+            runtime_status=OrchestrationRuntimeStatus.Completed, output=output, custom_status=None
+        )
+
+    async def get_status(self, instance_id: str) -> Any:
+        return self.status
+
+
+def test_a_window_of_thousands_of_parts_reports_counts_not_every_name(
+    event_loop_runner: asyncio.AbstractEventLoop,
+) -> None:
+    prefix = "dev/orders/20240101T000000Z_20240102T000000Z"
+    parts = [f"{prefix}/part-{i:05d}.jsonl.gz" for i in range(20_000)]
+    output = {"container": "landing", "prefix": prefix, "success": f"{prefix}/_SUCCESS", "parts": parts}
+    from shared import api
+
+    response = event_loop_runner.run_until_complete(
+        api.run_status(get_report("dev-orders-x"), _StatusOnly(output))  # type: ignore[arg-type]
+    )
+    report = body_of(response)
+    assert len(response.get_body()) < 16_000, "a Web activity accepts at most 4 MB; stay far below"
+    assert report["partCount"] == 20_000 and report["partsTruncated"] is True
+    assert report["parts"] == parts[: len(report["parts"])] and report["success"] == f"{prefix}/_SUCCESS"

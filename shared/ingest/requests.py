@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from shared.errors import RequestError
+from shared.ingest.window import Every, parse_every
 
 Mode = Literal["skip-if-complete", "replace"]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -20,6 +31,24 @@ class _Edge(BaseModel):
 class WindowBody(_Edge):
     start: str = Field(alias="from")
     end: str = Field(alias="to")
+
+
+def _every(value: object) -> Every:
+    try:
+        return parse_every(value)
+    except RequestError as exc:
+        # A custom error keeps pydantic's "Value error, " prefix out; parse_request names the field.
+        raise PydanticCustomError("every", exc.reason) from None
+
+
+# Months and years are calendar steps (P1M from Jan 1 lands Jan 1-Feb 1, Feb 1-Mar 1, ...), which a
+# timedelta cannot hold: pydantic would read P1M as 30 days.
+Step = Annotated[
+    Every,
+    BeforeValidator(_every),
+    PlainSerializer(lambda every: every.text, return_type=str),
+    WithJsonSchema({"type": "string", "format": "duration"}),
+]
 
 
 def run_text(value: str | None, info: ValidationInfo) -> str | None:
@@ -50,20 +79,13 @@ class BackfillRequest(_Edge):
     source: str = Field(min_length=1, max_length=63)
     start: str = Field(alias="from")
     end: str = Field(alias="to")
-    every: timedelta = Field(description="ISO8601 duration of each window, e.g. PT1H or P1D.")
+    every: Step = Field(description="ISO8601 duration of each window, at least PT1M: PT1H, P1D, P1M, P1Y.")
     max_parallel: int = Field(4, alias="maxParallel", ge=1, le=32)
     pipeline_run_id: str | None = Field(None, alias="pipelineRunId", max_length=200)
     pipeline_name: str | None = Field(None, alias="pipelineName", max_length=260)
     mode: Mode = "skip-if-complete"
 
     _run_text = field_validator("pipeline_run_id", "pipeline_name")(lambda value, info: run_text(value, info))
-
-    @field_validator("every")
-    @classmethod
-    def _every(cls, value: timedelta) -> timedelta:
-        if value < timedelta(minutes=1):
-            raise ValueError("must be at least PT1M")
-        return value
 
 
 class ProbeRequest(_Edge):

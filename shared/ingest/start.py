@@ -15,10 +15,12 @@ from shared.errors import RequestError
 from shared.identity.sts import session_name_for
 from shared.ingest.payloads import ActivityRetry, BackfillState, IngestState
 from shared.ingest.requests import BackfillRequest, IngestRequest
-from shared.ingest.window import Window
+from shared.ingest.window import Every, Window, count_windows, window_at
 from shared.runtime import Runtime
 
-MAX_BACKFILL_WINDOWS = 1000
+# Windows are derived, not listed, so the state does not grow with the count; the cap only stops
+# a typo (PT1M over a decade) from queueing millions of runs.
+MAX_BACKFILL_WINDOWS = 1_000_000
 _DURATION = TypeAdapter(timedelta)
 
 
@@ -62,18 +64,19 @@ def prepare_ingest(request: IngestRequest, runtime: Runtime) -> tuple[str, Inges
 
 
 def prepare_backfill(request: BackfillRequest, runtime: Runtime) -> tuple[str, BackfillState]:
-    """Split the range into windows and build the backfill orchestrator's input."""
+    """Count the range's windows and build the backfill orchestrator's input (windows not listed)."""
     whole = Window.parse(request.start, request.end)
-    count = -(-whole.span // request.every)  # counted before splitting: a hostile range can be huge
+    count = count_windows(whole.start, request.every, whole.end)  # computed: a range can be huge
     if count > MAX_BACKFILL_WINDOWS:
         raise RequestError(
             "every", f"splits the range into {count} windows, more than {MAX_BACKFILL_WINDOWS}; widen it"
         )
-    windows = whole.split(request.every)
+    first_window = window_at(whole.start, request.every, 0, whole.end)
+    assert first_window is not None  # count >= 1: Window.parse refuses empty ranges
     first = IngestRequest.model_validate(
         {
             "source": request.source,
-            "window": windows[0].to_json(),
+            "window": first_window.to_json(),
             "pipelineRunId": request.pipeline_run_id,
             "pipelineName": request.pipeline_name,
             "mode": request.mode,
@@ -81,17 +84,29 @@ def prepare_backfill(request: BackfillRequest, runtime: Runtime) -> tuple[str, B
     )
     _, template = prepare_ingest(first, runtime)  # validates source, span, role once for all
     environment = runtime.settings.environment.value
-    instance_id = backfill_instance_id(environment, template.source, whole, iso_duration(request.every))
+    every = iso_duration(request.every)
+    instance_id = backfill_instance_id(environment, template.source, whole, every)
     if request.pipeline_run_id is None:
         template.pipeline_run_id = instance_id
     return instance_id, BackfillState(
         template=template,
-        windows=[w.to_json() for w in windows],
-        instance_ids=[instance_id_for(environment, template.source, w) for w in windows],
+        environment=environment,
+        start=whole.to_json()["from"],
+        end=whole.to_json()["to"],
+        every=every,
+        count=count,
         max_parallel=request.max_parallel,
+        manifest=backfill_manifest_folder(environment, template.source, instance_id),
     )
 
 
-def iso_duration(every: timedelta) -> str:
-    """A duration as ISO 8601 (PT1H, P1DT2H), as pydantic renders it everywhere else."""
+def backfill_manifest_folder(environment: str, source: str, instance_id: str) -> str:
+    """Where a backfill's per-window outcomes land: one JSON blob per batch of windows."""
+    return f"{environment}/{source}/_backfill/{instance_id}"
+
+
+def iso_duration(every: Every | timedelta) -> str:
+    """A duration as ISO 8601 (PT1H, P1DT2H, P1M), as pydantic renders a timedelta everywhere else."""
+    if isinstance(every, Every):
+        return every.text
     return str(_DURATION.dump_python(every, mode="json"))

@@ -29,10 +29,10 @@ param appName string = 'func-apigw-adf-bridge-${environmentName}'
 @maxLength(24)
 param storageAccountName string = 'stapigwadfbridge${environmentName}'
 
-@description('Key Vault name (3-24 characters).')
+@description('Key Vault name: 3-24 letters, digits and hyphens, starting with a letter (the default fits every environment; tests/infra checks).')
 @minLength(3)
 @maxLength(24)
-param keyVaultName string = 'kv-apigw-adf-bridge-${environmentName}'
+param keyVaultName string = 'kv-apigwadfbridge-${environmentName}'
 
 @description('Container that receives landed windows (LANDING_CONTAINER).')
 param landingContainerName string = 'landing'
@@ -57,6 +57,21 @@ param easyAuthClientId string = ''
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Zone-redundant storage (Standard_ZRS) and a zone-redundant Flex Consumption plan, in a region with availability zones. Off: locally redundant storage, one zone.')
+param zoneRedundant bool = false
+
+@description('Close storage and Key Vault to public networks: publicNetworkAccess Disabled, network ACLs deny, private endpoints (blob, queue, table, vault) with their private DNS zones in a new virtual network that the Function App joins (outbound to AWS through a NAT gateway). ADF then reaches storage and Key Vault through managed private endpoints of a managed virtual network integration runtime (README "Deployment"). The Function App itself stays reachable, behind Entra authentication and function keys.')
+param privateNetworking bool = false
+
+@description('Address space of that virtual network (privateNetworking).')
+param vnetAddressPrefix string = '10.40.0.0/16'
+
+@description('Subnet the Function App joins (privateNetworking), inside vnetAddressPrefix; delegated to Microsoft.App/environments.')
+param appSubnetPrefix string = '10.40.0.0/24'
+
+@description('Subnet of the private endpoints (privateNetworking), inside vnetAddressPrefix.')
+param endpointSubnetPrefix string = '10.40.1.0/24'
+
 @description('Tags on every resource.')
 param tags object = {
   app: 'apigw-adf-bridge'
@@ -73,6 +88,14 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
 var deploymentContainerName = 'app-package'
+var vnetName = 'vnet-${appName}'
+var publicAccess = privateNetworking ? 'Disabled' : 'Enabled'
+var networkAcls = {
+  defaultAction: privateNetworking ? 'Deny' : 'Allow'
+  bypass: 'AzureServices'
+  ipRules: []
+  virtualNetworkRules: []
+}
 
 // --- identity -------------------------------------------------------------------------------
 
@@ -92,7 +115,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_LRS'
+    name: zoneRedundant ? 'Standard_ZRS' : 'Standard_LRS'
   }
   properties: {
     allowSharedKeyAccess: false
@@ -100,6 +123,8 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
+    publicNetworkAccess: publicAccess
+    networkAcls: networkAcls
   }
 }
 
@@ -173,8 +198,166 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
+    publicNetworkAccess: publicAccess
+    networkAcls: networkAcls
   }
 }
+
+// --- private network (privateNetworking) -----------------------------------------------------
+
+// The app's outbound calls (STS, API Gateway) leave through the NAT gateway once it joins the
+// virtual network; storage and Key Vault are reached on their private endpoints.
+resource natIp 'Microsoft.Network/publicIPAddresses@2023-11-01' = if (privateNetworking) {
+  name: 'pip-${appName}'
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+  }
+  properties: {
+    publicIPAllocationMethod: 'Static'
+  }
+}
+
+resource nat 'Microsoft.Network/natGateways@2023-11-01' = if (privateNetworking) {
+  name: 'ng-${appName}'
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+  }
+  properties: {
+    publicIpAddresses: [
+      {
+        id: natIp.id
+      }
+    ]
+  }
+}
+
+resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = if (privateNetworking) {
+  name: vnetName
+  location: location
+  tags: tags
+  properties: {
+    addressSpace: {
+      addressPrefixes: [
+        vnetAddressPrefix
+      ]
+    }
+    subnets: [
+      {
+        // Flex Consumption joins a subnet delegated to Microsoft.App/environments.
+        name: 'app'
+        properties: {
+          addressPrefix: appSubnetPrefix
+          natGateway: {
+            id: nat.id
+          }
+          delegations: [
+            {
+              name: 'flex'
+              properties: {
+                serviceName: 'Microsoft.App/environments'
+              }
+            }
+          ]
+        }
+      }
+      {
+        name: 'endpoints'
+        properties: {
+          addressPrefix: endpointSubnetPrefix
+          privateEndpointNetworkPolicies: 'Disabled'
+        }
+      }
+    ]
+  }
+}
+
+// One private endpoint per service the app and the host use: blob (host, package, landing),
+// queue and table (the durable task hub), vault (secrets).
+var privateEndpoints = [
+  {
+    group: 'blob'
+    target: storage.id
+    zone: 'privatelink.blob.${environment().suffixes.storage}'
+  }
+  {
+    group: 'queue'
+    target: storage.id
+    zone: 'privatelink.queue.${environment().suffixes.storage}'
+  }
+  {
+    group: 'table'
+    target: storage.id
+    zone: 'privatelink.table.${environment().suffixes.storage}'
+  }
+  {
+    group: 'vault'
+    target: keyVault.id
+    zone: 'privatelink.vaultcore.azure.net'
+  }
+]
+
+resource privateZones 'Microsoft.Network/privateDnsZones@2020-06-01' = [for endpoint in privateEndpoints: if (privateNetworking) {
+  name: endpoint.zone
+  location: 'global'
+  tags: tags
+}]
+
+resource privateZoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = [for (endpoint, i) in privateEndpoints: if (privateNetworking) {
+  parent: privateZones[i]
+  name: vnetName
+  location: 'global'
+  tags: tags
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}]
+
+resource endpoints 'Microsoft.Network/privateEndpoints@2023-11-01' = [for (endpoint, i) in privateEndpoints: if (privateNetworking) {
+  name: 'pe-${appName}-${endpoint.group}'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: resourceId('Microsoft.Network/virtualNetworks/subnets', vnetName, 'endpoints')
+    }
+    privateLinkServiceConnections: [
+      {
+        name: endpoint.group
+        properties: {
+          privateLinkServiceId: endpoint.target
+          groupIds: [
+            endpoint.group
+          ]
+        }
+      }
+    ]
+  }
+  dependsOn: [
+    vnet
+  ]
+}]
+
+resource endpointZones 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2023-11-01' = [for (endpoint, i) in privateEndpoints: if (privateNetworking) {
+  parent: endpoints[i]
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: endpoint.group
+        properties: {
+          privateDnsZoneId: privateZones[i].id
+        }
+      }
+    ]
+  }
+}]
 
 // --- role assignments ------------------------------------------------------------------------
 
@@ -267,6 +450,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
   properties: {
     reserved: true
+    zoneRedundant: zoneRedundant
   }
 }
 
@@ -285,10 +469,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identity.id
+    virtualNetworkSubnetId: privateNetworking ? resourceId('Microsoft.Network/virtualNetworks/subnets', vnetName, 'app') : null
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // The platform probes it and replaces an instance that stops answering; anonymous, no outbound calls.
+      healthCheckPath: '/api/health'
     }
     functionAppConfig: {
       deployment: {
@@ -311,11 +498,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
   }
-  // The host reaches its storage as the identity from its first start.
+  // The host reaches its storage as the identity from its first start (and, with privateNetworking,
+  // through its private endpoints, resolved by their DNS zones).
   dependsOn: [
     hostBlobOwner
     hostQueueContributor
     hostTableContributor
+    vnet
+    endpointZones
   ]
 }
 

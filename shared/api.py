@@ -63,6 +63,8 @@ def _body(req: func.HttpRequest) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise RequestError("body", "is not valid JSON") from None
+    except RecursionError:  # the parser recurses per level: a hostile body nests thousands deep
+        raise RequestError("body", "nests too deeply; send a flat JSON object") from None
 
 
 def status_url(req: func.HttpRequest, instance_id: str) -> str:
@@ -70,8 +72,6 @@ def status_url(req: func.HttpRequest, instance_id: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/api/runs/{instance_id}"
 
 
-    except RecursionError:  # the parser recurses per level: a hostile body nests thousands deep
-        raise RequestError("body", "nests too deeply; send a flat JSON object") from None
 def _accepted(
     req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str, **extra: Any
 ) -> func.HttpResponse:

@@ -53,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume")
         return 130
+    except BrokenPipeError:
+        # The reader left (`validate | head -1`): nothing to tell anyone. stdout goes to devnull so
+        # the interpreter's final flush does not raise again (Python's documented SIGPIPE recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except Exception as exc:  # a bug, not an operator error: still one line, the rest with -v
         logging.getLogger(__name__).debug("unexpected error", exc_info=exc)
         _fail(f"unexpected {type(exc).__name__}: {exc} (run with -v for details)")
@@ -199,8 +204,16 @@ def _validate(args: argparse.Namespace) -> int:
         name: "ok" if source.environment == environment else f"skipped: labelled {source.environment.value}"
         for name, source in sorted(runtime.catalog.sources.items())
     }
+    settings = runtime.settings
+    # Settings.from_env has checked the connection string's shape (it names LANDING_CONNECTION_STRING).
+    target = "LANDING_CONNECTION_STRING" if settings.landing_connection_string else "LANDING_ACCOUNT_URL"
     _print(
-        {"environment": environment.value, "catalog": str(runtime.settings.catalog_path), "sources": sources}
+        {
+            "environment": environment.value,
+            "catalog": str(settings.catalog_path),
+            "landing": {"container": settings.landing_container, "from": target},
+            "sources": sources,
+        }
     )
     return 0
 
@@ -216,6 +229,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _print(document: Any) -> None:
     json.dump(document, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
+    sys.stdout.flush()  # a closed pipe raises here, inside main, not at interpreter exit
 
 
 def _fail(message: str) -> None:

@@ -8,13 +8,17 @@ parsed here: passing them through untouched is what keeps local and cloud on one
 
 from __future__ import annotations
 
+import binascii
 import os
+from base64 import b64decode
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.errors import ConfigError
 
@@ -95,6 +99,16 @@ class Settings(BaseModel):
         ),
     )
 
+    @field_validator("landing_connection_string")
+    @classmethod
+    def _connection_string(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                check_connection_string(value)
+            except ValueError as exc:  # without pydantic's "Value error, " prefix
+                raise PydanticCustomError("connection_string", str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _one_storage_target(self) -> Self:
         if not (self.landing_connection_string or self.landing_account_url):
@@ -135,6 +149,39 @@ class Settings(BaseModel):
         if not settings.catalog_path.is_absolute():
             settings = settings.model_copy(update={"catalog_path": APP_ROOT / settings.catalog_path})
         return settings
+
+
+def check_connection_string(value: str) -> None:
+    """Refuse a Blob Storage connection string the SDK would choke on later, mid-run.
+
+    Checked as azure-storage-blob parses it (key=value pairs split on ';', keys case-insensitive);
+    reasons name keys, never values, since the string carries the account key.
+    """
+    pairs = [part.split("=", 1) for part in value.rstrip(";").split(";")]
+    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise ValueError("is malformed: expected Key=Value pairs separated by ';' (AccountName=…;…)")
+    keys = {key.strip().upper(): val for key, val in pairs}
+    if keys.get("USEDEVELOPMENTSTORAGE", "").lower() == "true":
+        return
+    if "BLOBENDPOINT" in keys:
+        endpoint = urlsplit(keys["BLOBENDPOINT"])
+        try:
+            endpoint.port  # noqa: B018 - a port outside 0-65535 raises here
+        except ValueError:
+            raise ValueError("has a BlobEndpoint with an invalid port") from None
+        if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+            raise ValueError("has a BlobEndpoint that is not an http(s) URL with a host")
+    elif "ACCOUNTNAME" not in keys:
+        raise ValueError("names no account: add AccountName (and AccountKey) or BlobEndpoint")
+    if "ACCOUNTKEY" in keys:
+        if "ACCOUNTNAME" not in keys:
+            raise ValueError("has an AccountKey but no AccountName")
+        try:
+            b64decode(keys["ACCOUNTKEY"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("has an AccountKey that is not base64") from None
+    elif "SHAREDACCESSSIGNATURE" not in keys:
+        raise ValueError("has no credential: add AccountKey or SharedAccessSignature")
 
 
 def _alias(loc: tuple[int | str, ...]) -> str:

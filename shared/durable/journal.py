@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.errors import ConfigError
 from shared.timestamps import utc_now_precise
 
 TERMINAL = ("Completed", "Failed", "Terminated")
@@ -75,7 +76,13 @@ class JournalStore:
         self._memory: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file in the way, no permission, read-only disk
+                raise ConfigError(
+                    f"run state directory {directory} cannot be created: "
+                    f"{exc.strerror or type(exc).__name__} (check RUN_STATE_DIR)"
+                ) from None
 
     def _path(self, instance_id: str) -> Path:
         assert self._dir is not None

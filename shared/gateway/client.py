@@ -205,6 +205,13 @@ class GatewayClient:
                 request_id=request_id,
                 retryable=True,
             ) from None
+        except ValueError as exc:  # Python's int max_str_digits guard: the number cannot land exactly
+            raise PageFormatError(
+                f"page holds an integer too long to convert exactly ({first_line(exc).split(';')[0]})",
+                source=self._source.name,
+                page=number,
+                request_id=request_id,
+            ) from None
         try:
             records, next_cursor = self._paginator.parse(
                 PageContext(document, _links(response), str(request.url), cursor)
@@ -246,7 +253,10 @@ class GatewayClient:
 
     def _check_origin(self, url: str, number: int | None = None, request_id: str | None = None) -> None:
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # a port that is not a number in 0-65535: no origin of ours
+            port = -1
         if (parts.scheme, (parts.hostname or "").lower(), port) != self._source.origin:
             raise UnsafeUrlError(
                 f"refusing to follow a next link to {parts.scheme}://{parts.netloc}: signed requests "

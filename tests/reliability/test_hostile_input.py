@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import httpx
 import pytest
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from localcloud.stack import orders_source
 from shared import api
-from shared.config.catalog import load_catalog
-from shared.errors import ConfigError
+from shared.config.catalog import Source, load_catalog
+from shared.config.settings import Settings
+from shared.durable.journal import JournalStore
+from shared.errors import ConfigError, PageFormatError, UnsafeUrlError
+from shared.gateway.client import GatewayClient, RunContext
+from shared.gateway.pagination import paginator_for
+from shared.gateway.ratelimit import TokenBucket
 
 from fixtures import HOUR, App
 
@@ -214,3 +222,98 @@ def test_catalog_loader_only_ever_raises_config_error(tmp_path: Path) -> None:
             assert str(path) in str(exc)
 
     run()
+
+
+# Finding 8 of issue 17: each of these used to surface as "unexpected …" or an HTTP 500.
+
+
+def _gateway_client(handler: Callable[[httpx.Request], httpx.Response]) -> GatewayClient:
+    src = Source.model_validate(
+        orders_source("https://api.example.com", pagination={"type": "next_url"}, retry={"max_attempts": 1})
+        | {"name": "orders"}
+    )
+    return GatewayClient(
+        src,
+        paginator_for(src),
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        auth=None,
+        limiter=TokenBucket(10, 10),
+        run=RunContext("run", "instance"),
+        window_params={},
+    )
+
+
+def test_a_page_with_an_integer_over_4300_digits_is_a_page_format_error() -> None:
+    body = b'{"items": [{"id": ' + b"7" * 5000 + b'}], "links": {}}'
+    client = _gateway_client(
+        lambda request: httpx.Response(200, content=body, headers={"x-amzn-requestid": "r-9"})
+    )
+    with pytest.raises(PageFormatError) as caught:
+        client.fetch(None, 4)
+    assert caught.value.page == 4 and caught.value.request_id == "r-9"
+    assert "integer too long" in str(caught.value)
+    assert not caught.value.retryable  # the same page would fail the same way
+
+
+def test_a_next_link_with_port_99999_is_refused_naming_the_page() -> None:
+    link = b'{"items": [], "links": {"next": "https://api.example.com:99999/dev/orders?p=2"}}'
+    client = _gateway_client(
+        lambda request: httpx.Response(200, content=link, headers={"x-amzn-requestid": "r-2"})
+    )
+    with pytest.raises(UnsafeUrlError) as caught:
+        client.fetch(None, 2)
+    assert caught.value.page == 2 and "refusing to follow" in str(caught.value)
+
+
+def test_a_deeply_nested_request_body_is_a_400_naming_the_body(
+    app: App, loop: asyncio.AbstractEventLoop
+) -> None:
+    raw = b"[" * 200_000 + b"]" * 200_000
+    response = loop.run_until_complete(api.start_ingest(post("ingest", raw), DurableClientDouble()))  # type: ignore[arg-type]
+    assert response.status_code == 400
+    assert json.loads(response.get_body())["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("0001-01-01T00:00:00+01:00", "0001-01-02T00:00:00Z"),
+        ("9999-12-31T00:00:00Z", "9999-12-31T23:59:59-01:00"),
+    ],
+)
+def test_years_1_and_9999_with_an_offset_are_a_400(
+    app: App, loop: asyncio.AbstractEventLoop, start: str, end: str
+) -> None:
+    body = {"source": "orders", "window": {"from": start, "to": end}}
+    response = loop.run_until_complete(api.start_ingest(post("ingest", body), DurableClientDouble()))  # type: ignore[arg-type]
+    assert response.status_code == 400
+    assert "outside years 0001-9999" in json.loads(response.get_body())["reason"]
+
+
+def test_a_catalog_path_naming_a_folder_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is a folder, not a TOML file \(set SOURCE_CATALOG_PATH\)"):
+        load_catalog(tmp_path)
+
+
+def test_an_uncreatable_run_state_dir_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(ConfigError, match="RUN_STATE_DIR"):
+        JournalStore(tmp_path / "file" / "state")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("garbage", "malformed"),
+        ("AccountName=a;AccountKey=not base64!!", "not base64"),
+        ("AccountKey=c2VjcmV0", "names no account"),
+        ("BlobEndpoint=ftp://x;AccountName=a;AccountKey=c2VjcmV0", "not an http(s) URL"),
+        ("BlobEndpoint=http://127.0.0.1:99999/a;AccountName=a;AccountKey=c2VjcmV0", "invalid port"),
+        ("AccountName=a", "no credential"),
+    ],
+)
+def test_a_malformed_landing_connection_string_is_a_config_error_naming_it(value: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"LANDING_CONNECTION_STRING": value})
+    assert "LANDING_CONNECTION_STRING" in str(caught.value) and reason in str(caught.value)
+    assert "not base64!!" not in str(caught.value) and "c2VjcmV0" not in str(caught.value)

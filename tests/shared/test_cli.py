@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from localcloud import Fault
 from localcloud.azurite import free_port
 from localcloud.stack import orders_source
 from shared.landing.verify import read_records, verify_window
 
-from fixtures import HOUR, App
+from fixtures import HOUR, REPO, App
 
 
 def test_ingest_lands_every_served_record_exactly_once(app: App) -> None:
@@ -60,6 +64,60 @@ def test_rerun_of_a_landed_window_skips_without_calling_the_api(app: App) -> Non
 def test_validate_reports_sources(app: App) -> None:
     document = app.cli_json("validate")
     assert document["sources"] == {"orders": "ok"}
+    assert document["landing"]["from"] == "LANDING_CONNECTION_STRING"
+
+
+def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_validate_refuses_a_malformed_connection_string_naming_it(app: App) -> None:
+    app.set_env(LANDING_CONNECTION_STRING="AccountName=devstoreaccount1;AccountKey=not base64!!")
+    result = app.cli("validate")
+    assert result.returncode == 2
+    [line] = _error_lines(result)
+    assert line.endswith(
+        "invalid app settings: LANDING_CONNECTION_STRING: has an AccountKey that is not base64"
+    )
+    assert "not base64!!" not in result.stderr  # the key is a secret, even a broken one
+
+
+def test_validate_into_a_closed_pipe_exits_quietly(app: App) -> None:
+    # `validate | head -1` once head has gone: the pipe has no reader left.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "shared", "validate"],
+            cwd=REPO,
+            env=app._process_env(),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert _error_lines(result) == [] and "BrokenPipeError" not in result.stderr, result.stderr
+
+
+def test_an_uncreatable_state_dir_is_a_config_error_naming_it(app: App, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    app.set_env(RUN_STATE_DIR=str(blocker / "state"))
+    result = app.cli("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    assert result.returncode == 2
+    [line] = _error_lines(result)
+    assert line.startswith("error: ConfigError: run state directory") and "RUN_STATE_DIR" in line
+
+
+def test_a_catalog_path_naming_a_folder_is_a_config_error(app: App, tmp_path: Path) -> None:
+    app.set_env(SOURCE_CATALOG_PATH=str(tmp_path))
+    result = app.cli("validate")
+    assert result.returncode == 2
+    assert "SOURCE_CATALOG_PATH" in result.stderr and "is a folder" in result.stderr, result.stderr
 
 
 def test_bad_arguments_fail_with_one_line_naming_the_field(app: App) -> None:
@@ -82,7 +140,7 @@ def _one_line_failure_within_a_minute(app: App) -> str:
     assert time.monotonic() - started < 60
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
+    return str(lines[0])
 
 
 def test_unreachable_sts_fails_fast_with_one_line(app: App) -> None:

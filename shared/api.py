@@ -72,6 +72,8 @@ def status_url(req: func.HttpRequest, instance_id: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/api/runs/{instance_id}"
 
 
+    except RecursionError:  # the parser recurses per level: a hostile body nests thousands deep
+        raise RequestError("body", "nests too deeply; send a flat JSON object") from None
 def _accepted(
     req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str, **extra: Any
 ) -> func.HttpResponse:

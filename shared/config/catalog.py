@@ -66,8 +66,19 @@ class Output(_Model):
     """Where and how records land."""
 
     container: str | None = Field(None, description="Overrides LANDING_CONTAINER for this source.")
+    format: Literal["jsonl.gz", "parquet"] = Field(
+        "jsonl.gz",
+        description="File format of the parts: gzip JSON Lines (records exactly as received), or Parquet "
+        "(typed columns inferred from the records; README \"Output formats\" has the schema policy). "
+        "It is also the parts' file extension.",
+    )
     pages_per_part: int = Field(500, ge=1, description="Pages per part; also the checkpoint interval.")
-    max_part_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Uncompressed bytes per part.")
+    max_part_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Uncompressed bytes per part (for Parquet: decoded Arrow bytes, also the size of "
+        "the part's local spool file).",
+    )
     parts_per_execution: int = Field(
         20, ge=1, description="continue_as_new after this many parts keeps durable history small."
     )

@@ -27,7 +27,7 @@ from shared.ingest.payloads import (
 )
 from shared.ingest.window import Window
 from shared.landing.blobs import MANIFEST, SUCCESS, Landing
-from shared.landing.parts import Checkpoint
+from shared.landing.parts import Checkpoint, PartInfo
 from shared.observability import tracing
 from shared.runtime import current
 from shared.timestamps import isoformat
@@ -92,7 +92,7 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
     else:
         generation, previous = 1, None
     folder = layout.generation_folder(generation)
-    resumed = layout.resume(landing.landed_parts(prefix, folder), segments, folder)
+    resumed = layout.resume(landing.landed_parts(prefix, folder), segments, folder, source.output.format)
     return PlanResult(
         prefix=prefix,
         complete=False,
@@ -117,7 +117,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     client = runtime.gateway_client(source, window.query_params(source.window), run, session)
     writer = runtime.landing_for(source).part_writer(
         job.prefix,
-        f"{job.folder}{layout.part_name(job.part_index, job.segment)}",
+        f"{job.folder}{layout.part_name(job.part_index, job.segment, source.output.format)}",
         {
             "source": source.name,
             "window_from": job.window["from"],
@@ -125,6 +125,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
             "pipeline_run_id": job.pipeline_run_id,
             "instance_id": job.instance_id,
         },
+        source.output.format,
     )
     walk = client.pages(
         job.cursor,
@@ -133,7 +134,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
         enough=lambda: writer.uncompressed >= source.output.max_part_bytes,
     )
     for page in walk:
-        writer.write(page.records, page.request_id, nonstandard_json=page.nonstandard_json)
+        writer.write(page.records, page.request_id, nonstandard_json=page.nonstandard_json, page=page.number)
     checkpoint = Checkpoint(
         window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
     )
@@ -178,6 +179,8 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "generationFolder": state.folder,
         "previousFolder": state.previous_folder,
         "parts": [p.model_dump() for p in sorted(state.parts, key=lambda part: part.name)],
+        "format": source.output.format,
+        "columns": _window_columns(state.parts),
         "segments": len(state.segments),
         "totals": totals,
         "startedAt": state.started_at,
@@ -202,3 +205,14 @@ def _remove_unlisted_parts(landing: Landing, prefix: str, state: IngestState) ->
     ):
         log.info("removing %s (not part of the generation being published)", name)
         landing.delete(name)
+
+
+def _window_columns(parts: list[PartInfo]) -> dict[str, str] | None:
+    """The window's columns (Parquet): its parts' schemas merged by the parts' own promotion rules."""
+    ordered = sorted(parts, key=lambda part: part.name)
+    schemas = [(part.name, part.columns) for part in ordered if part.columns is not None]
+    if not schemas:
+        return None
+    from shared.landing.parquet import merge_schemas  # pyarrow is loaded only where Parquet is used
+
+    return merge_schemas(schemas)

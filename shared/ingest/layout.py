@@ -25,9 +25,11 @@ def window_prefix(environment: str, source: str, window: Window, *, dry_run: boo
     return f"_dryrun/{path}" if dry_run else path
 
 
-def part_name(index: int, segment: int | None = None) -> str:
-    """part-00000.jsonl.gz, or part-0003-00000.jsonl.gz for segment 3 of a segmented window."""
-    return f"part-{index:05d}.jsonl.gz" if segment is None else f"part-{segment:04d}-{index:05d}.jsonl.gz"
+def part_name(index: int, segment: int | None = None, extension: str = "jsonl.gz") -> str:
+    """part-00000.jsonl.gz, or part-0003-00000.jsonl.gz for segment 3 of a segmented window;
+    `extension` is the output format's (part-00000.parquet)."""
+    stem = f"part-{index:05d}" if segment is None else f"part-{segment:04d}-{index:05d}"
+    return f"{stem}.{extension}"
 
 
 def generation_folder(generation: int) -> str:
@@ -36,7 +38,10 @@ def generation_folder(generation: int) -> str:
 
 
 def resume(
-    landed: list[tuple[str, Checkpoint | None]], segments: list[Segment], folder: str
+    landed: list[tuple[str, Checkpoint | None]],
+    segments: list[Segment],
+    folder: str,
+    extension: str = "jsonl.gz",
 ) -> list[PartInfo]:
     """Move each segment past the longest run of parts 0..n-1 an earlier attempt committed for it.
 
@@ -48,7 +53,7 @@ def resume(
     for seg in segments:
         while True:
             checkpoint = checkpoints.get(
-                f"{folder}{part_name(seg.next_part, seg.index if segmented else None)}"
+                f"{folder}{part_name(seg.next_part, seg.index if segmented else None, extension)}"
             )
             if checkpoint is None or checkpoint.window != seg.window or checkpoint.part is None:
                 break

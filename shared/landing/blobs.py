@@ -16,7 +16,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared.errors import LandingError
-from shared.landing.parts import Checkpoint, PartWriter
+from shared.landing.parts import Checkpoint, Format, PartWriter
 from shared.landing.storage import storage_errors
 
 MANIFEST = "_manifest.json"
@@ -50,9 +50,11 @@ class Landing:
                     self._container.create_container()
         self._checked = True
 
-    def part_writer(self, prefix: str, name: str, metadata: dict[str, str]) -> PartWriter:
+    def part_writer(
+        self, prefix: str, name: str, metadata: dict[str, str], output_format: Format = "jsonl.gz"
+    ) -> PartWriter:
         self.ensure_container()
-        return PartWriter(self._container, prefix, name, metadata)
+        return PartWriter(self._container, prefix, name, metadata, output_format)
 
     def landed_parts(self, prefix: str, folder: str) -> list[tuple[str, Checkpoint | None]]:
         """Committed parts directly in a generation folder, by name, with their checkpoints."""

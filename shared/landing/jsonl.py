@@ -10,6 +10,8 @@ are written by the standard library instead (pages are parsed by shared.gateway.
 from __future__ import annotations
 
 import json
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,3 +28,30 @@ def encode_lines(records: list[Any], *, nonstandard: bool = False) -> bytes:
         except TypeError:  # an integer beyond 64 bits or a lone surrogate: orjson refuses
             pass
     return "".join(_exact(record) + "\n" for record in records).encode("ascii")
+
+
+class JsonlEncoder:
+    """Pages in, one gzip JSON Lines file out through `sink` (the part writer's block buffer)."""
+
+    extension = "jsonl.gz"
+    content_type = "application/gzip"
+    # Measured on the emulator's records (bench/RESULTS.md): level 3 compresses 7.5x at 145 MB/s,
+    # level 6 8.5x at 73 MB/s; the page path is CPU-bound, storage is cheap.
+    level = 3
+
+    def __init__(self, sink: Callable[[bytes], None]) -> None:
+        self._sink = sink
+        self._compressor = zlib.compressobj(self.level, zlib.DEFLATED, 31)  # 31: gzip container
+
+    @property
+    def schema(self) -> dict[str, str] | None:
+        return None  # JSON Lines carries no schema
+
+    def write(self, records: list[Any], *, page: int | None, nonstandard_json: bool) -> int:
+        """Compress a page's lines on; returns their uncompressed size."""
+        raw = encode_lines(records, nonstandard=nonstandard_json)
+        self._sink(self._compressor.compress(raw))
+        return len(raw)
+
+    def finish(self) -> None:
+        self._sink(self._compressor.flush())

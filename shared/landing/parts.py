@@ -1,6 +1,9 @@
-"""One part: records streamed into a gzip JSON Lines blob as staged blocks, committed once.
+"""One part: records streamed through an encoder into a blob as staged blocks, committed once.
 
-Memory is bounded by the block size, not the part, and a part is either wholly there or absent.
+The encoder decides the file format (gzip JSON Lines in shared.landing.jsonl, Parquet in
+shared.landing.parquet); this writer owns the block buffer, the sha256 and the one commit, so
+every format has the same guarantees. Memory is bounded by the block size plus what the encoder
+holds (a Parquet row group), not the part, and a part is either wholly there or absent.
 Each committed part carries its own manifest entry and where the walk goes on after it (a
 `Checkpoint`) as blob metadata, so a later attempt resumes from what was landed.
 """
@@ -10,20 +13,44 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import zlib
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.landing.jsonl import encode_lines
+from shared.landing.jsonl import JsonlEncoder
 from shared.landing.storage import storage_errors
 from shared.timestamps import utc_now_precise
 
 BLOCK_SIZE = 4 * 1024 * 1024
-# Measured on the emulator's records (bench/RESULTS.md): level 3 compresses 7.5x at 145 MB/s,
-# level 6 8.5x at 73 MB/s; the page path is CPU-bound, storage is cheap.
-GZIP_LEVEL = 3
+
+Format = Literal["jsonl.gz", "parquet"]
+
+
+class Encoder(Protocol):
+    """One file format: pages in, the file's bytes out through the sink it was made with."""
+
+    extension: str
+    content_type: str
+
+    @property
+    def schema(self) -> dict[str, str] | None: ...
+
+    def write(self, records: list[Any], *, page: int | None, nonstandard_json: bool) -> int:
+        """Encode a page; returns its size before compression (what max_part_bytes counts)."""
+        ...
+
+    def finish(self) -> None:
+        """Emit whatever the file still needs (trailers, footers)."""
+        ...
+
+
+def encoder_for(output_format: Format, sink: Any) -> Encoder:
+    if output_format == "parquet":
+        from shared.landing.parquet import ParquetEncoder  # pyarrow is loaded only where used
+
+        return ParquetEncoder(sink)
+    return JsonlEncoder(sink)
 
 
 class PartInfo(BaseModel):
@@ -40,6 +67,8 @@ class PartInfo(BaseModel):
     last_request_id: str | None
     started_at: str
     finished_at: str
+    #: Column -> type for formats that carry a schema (Parquet); None for JSON Lines.
+    columns: dict[str, str] | None = None
 
 
 class Checkpoint(BaseModel):
@@ -68,15 +97,22 @@ class Checkpoint(BaseModel):
 
 
 class PartWriter:
-    """Streams records into one gzip JSONL part as staged blocks; `commit` makes it visible."""
+    """Streams records through an encoder into one part as staged blocks; `commit` makes it visible."""
 
-    def __init__(self, container: ContainerClient, prefix: str, name: str, metadata: dict[str, str]) -> None:
+    def __init__(
+        self,
+        container: ContainerClient,
+        prefix: str,
+        name: str,
+        metadata: dict[str, str],
+        output_format: Format = "jsonl.gz",
+    ) -> None:
         self._blob = container.get_blob_client(f"{prefix}/{name}")
         self.name = name
         self._metadata = metadata
         self._started = utc_now_precise()
-        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip container
         self._buffer = bytearray()
+        self._encoder = encoder_for(output_format, self._emit)
         self._blocks: list[BlobBlock] = []
         self._sha = hashlib.sha256()
         self.records = 0
@@ -85,17 +121,25 @@ class PartWriter:
         self.first_request_id: str | None = None
         self.last_request_id: str | None = None
 
-    def write(self, records: list[Any], request_id: str | None, *, nonstandard_json: bool = False) -> None:
-        """Append a page's records."""
+    def write(
+        self,
+        records: list[Any],
+        request_id: str | None,
+        *,
+        nonstandard_json: bool = False,
+        page: int | None = None,
+    ) -> None:
+        """Append a page's records (`page`: its window-wide number, for errors naming it)."""
         if not records:
             return
-        raw = encode_lines(records, nonstandard=nonstandard_json)
+        self.uncompressed += self._encoder.write(records, page=page, nonstandard_json=nonstandard_json)
         self.records += len(records)
-        self.uncompressed += len(raw)
-        self._buffer += self._compressor.compress(raw)
         if self.first_request_id is None:
             self.first_request_id = request_id
         self.last_request_id = request_id
+
+    def _emit(self, data: bytes) -> None:
+        self._buffer += data
         if len(self._buffer) >= BLOCK_SIZE:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
@@ -105,7 +149,7 @@ class PartWriter:
 
         The part's own manifest entry rides along in the checkpoint's metadata.
         """
-        self._buffer += self._compressor.flush()
+        self._encoder.finish()
         if self._buffer:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
@@ -119,12 +163,13 @@ class PartWriter:
             last_request_id=self.last_request_id,
             started_at=self._started,
             finished_at=utc_now_precise(),
+            columns=self._encoder.schema,
         )
         metadata = {**self._metadata, "checkpoint": checkpoint.model_copy(update={"part": info}).encode()}
         with storage_errors(f"commit {self._blob.blob_name}"):
             self._blob.commit_block_list(
                 self._blocks,
-                content_settings=ContentSettings(content_type="application/gzip"),
+                content_settings=ContentSettings(content_type=self._encoder.content_type),
                 metadata=metadata,
             )
         return info

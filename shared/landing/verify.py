@@ -65,9 +65,10 @@ def verify_window(landing: Landing, prefix: str) -> Verification:
         if len(data) != part["bytes"]:
             report.problems.append(f"{part['name']} is {len(data)} bytes, manifest says {part['bytes']}")
         try:
-            records = sum(1 for _ in _lines(data))
+            records = _count(part["name"], data)
         except (OSError, EOFError, zlib.error) as exc:
-            report.problems.append(f"{part['name']} is not readable gzip: {exc}")
+            kind = "Parquet" if _is_parquet(part["name"]) else "gzip"
+            report.problems.append(f"{part['name']} is not readable {kind}: {exc}")
             records = 0
         if records != part["records"]:
             report.problems.append(f"{part['name']} holds {records} records, manifest says {part['records']}")
@@ -84,8 +85,41 @@ def read_records(landing: Landing, prefix: str) -> Iterator[Any]:
     """Every record of the parts the manifest lists, in part order (what a downstream reader sees)."""
     manifest = landing.read_json(f"{prefix}/{MANIFEST}") or {"parts": []}
     for part in manifest["parts"]:
-        for line in _lines(landing.read_bytes(f"{prefix}/{part['name']}")):
+        data = landing.read_bytes(f"{prefix}/{part['name']}")
+        if _is_parquet(part["name"]):
+            yield from _rows(data)
+            continue
+        for line in _lines(data):
             yield json.loads(line)
+
+
+def _is_parquet(name: str) -> bool:
+    return name.endswith(".parquet")
+
+
+def _count(name: str, data: bytes) -> int:
+    """Records in a part, by reading all of it (not just a footer that could lie)."""
+    if not _is_parquet(name):
+        return sum(1 for _ in _lines(data))
+    import pyarrow as pa  # only where Parquet is read
+
+    try:
+        return sum(batch.num_rows for batch in _parquet(data).iter_batches())
+    except pa.ArrowException as exc:  # ArrowInvalid is also an OSError; others are not
+        raise OSError(str(exc).splitlines()[0]) from None
+
+
+def _rows(data: bytes) -> Iterator[dict[str, Any]]:
+    """A Parquet part's rows as a reader gets them (JSON columns stay JSON text)."""
+    for batch in _parquet(data).iter_batches():
+        yield from batch.to_pylist()
+
+
+def _parquet(data: bytes) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(pa.BufferReader(data))
 
 
 def _lines(data: bytes) -> Iterator[bytes]:

@@ -1,0 +1,157 @@
+"""Parquet output: a window lands as typed columns, exactly once, and the schema policy holds."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from localcloud import Fault
+from localcloud.stack import orders_source
+from shared.errors import LandingError
+from shared.landing import parquet
+from shared.landing.parquet import ParquetEncoder, merge_schemas
+from shared.landing.verify import read_records, verify_window
+
+from fixtures import HOUR, App
+
+PREFIX = "dev/orders/20240101T000000Z_20240101T010000Z"
+
+
+def encode(*pages: list[dict[str, object]]) -> tuple[pq.ParquetFile, dict[str, str]]:
+    out = bytearray()
+    encoder = ParquetEncoder(out.extend)
+    for number, records in enumerate(pages, start=1):
+        encoder.write(records, page=number, nonstandard_json=False)
+    encoder.finish()
+    return pq.ParquetFile(io.BytesIO(bytes(out))), encoder.schema
+
+
+def parquet_orders(app: App, **output: object) -> None:
+    app.write_sources(
+        orders=orders_source(app.stack.cloud.gateway_url, output={"format": "parquet", **output})
+    )
+
+
+def test_a_parquet_window_lands_and_reads_back_exactly_once_with_its_types(app: App) -> None:
+    parquet_orders(app)
+    instance = app.ingest()
+    assert instance.runtime_status == "Completed", instance.output
+    assert instance.output["parts"][0] == f"{PREFIX}/part-00000.parquet"
+    manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert manifest is not None and manifest["format"] == "parquet"
+    expected = {
+        "id": "string",
+        "ts": "string",
+        "customer": "string",
+        "amount": "double",
+        "currency": "string",
+        "status": "string",
+    }
+    assert manifest["columns"] == expected
+    assert all(part["columns"] == expected for part in manifest["parts"])
+
+    report = verify_window(app.landing, PREFIX)
+    assert report.ok, report.problems
+    assert report.records == 3600
+
+    ids = [record["id"] for record in read_records(app.landing, PREFIX)]
+    gateway = app.stack.cloud.gateway
+    assert len(ids) == len(set(ids)) == 3600
+    assert set(ids) == gateway.expected_ids("/dev/orders", *HOUR)
+
+    first = pq.ParquetFile(io.BytesIO(app.landing.read_bytes(f"{PREFIX}/part-00000.parquet")))
+    assert first.schema_arrow.field("amount").type == pa.float64()
+    assert first.metadata.row_group(0).column(0).compression == "ZSTD"
+    blob = app.landing._container.get_blob_client(f"{PREFIX}/part-00000.parquet").get_blob_properties()
+    assert blob.content_settings.content_type == "application/vnd.apache.parquet"
+
+
+def test_a_failed_parquet_run_resumes_from_its_parts_without_duplicates(app: App) -> None:
+    parquet_orders(app, pages_per_part=10)
+    gateway = app.stack.cloud.gateway
+    gateway.inject(Fault("status", status=404, page=25), times=1)
+    assert app.ingest().runtime_status == "Failed"
+    landed = sorted(n.rsplit("/", 1)[-1] for n in app.landing.list_names(PREFIX) if "part-" in n)
+    assert landed == ["part-00000.parquet", "part-00001.parquet"]
+
+    gateway.reset_observations()
+    resumed = app.ingest()
+    assert resumed.runtime_status == "Completed", resumed.output
+    assert [r for r in gateway.requests if "next_token" not in r.query] == [], "resumed, not restarted"
+    ids = [record["id"] for record in read_records(app.landing, PREFIX)]
+    assert len(ids) == len(set(ids)) == 3600
+
+
+def test_verify_reads_parquet_and_reports_a_tampered_part(app: App) -> None:
+    parquet_orders(app)
+    assert app.ingest().runtime_status == "Completed"
+    app.landing._container.get_blob_client(f"{PREFIX}/part-00001.parquet").upload_blob(
+        b"PAR1" + b"0" * 20, overwrite=True
+    )
+    report = verify_window(app.landing, PREFIX)
+    assert not report.ok
+    assert any("part-00001.parquet sha256" in problem for problem in report.problems)
+    assert any("part-00001.parquet is not readable Parquet" in problem for problem in report.problems)
+
+
+def test_promotable_drift_nulls_and_nested_values_follow_the_policy() -> None:
+    file, schema = encode(
+        [{"n": 1, "later": None, "tags": ["a"], "flag": True}],
+        [{"n": 2.5, "later": "x", "tags": {"k": [1, 2]}, "new": 7}],
+    )
+    assert schema == {"n": "double", "later": "string", "tags": "json", "flag": "bool", "new": "int64"}
+    table = file.read()
+    assert table.schema.field("n").type == pa.float64()
+    assert table.schema.field("later").type == pa.string()
+    assert table.schema.field("tags").metadata == {b"json": b"true"}
+    assert table.to_pylist() == [
+        {"n": 1.0, "later": None, "tags": '["a"]', "flag": True, "new": None},
+        {"n": 2.5, "later": "x", "tags": '{"k":[1,2]}', "flag": None, "new": 7},
+    ]
+
+
+def test_non_promotable_drift_fails_naming_the_field_and_both_pages() -> None:
+    with pytest.raises(LandingError) as raised:
+        encode([{"n": 1}], [{"n": None}], [{"n": "one"}])
+    message = str(raised.value)
+    assert "'n'" in message and "int64 to string" in message
+    assert "page 1" in message and "page 3" in message
+    assert raised.value.retryable is False
+
+
+def test_values_parquet_cannot_hold_exactly_fail_instead_of_changing() -> None:
+    with pytest.raises(LandingError, match=r"'id' on page 1 holds an integer beyond 64 bits"):
+        encode([{"id": 2**70}])
+    with pytest.raises(LandingError, match=r"'n' cannot be promoted to double"):
+        encode([{"n": 2**53 + 1}], [{"n": 0.5}])  # 2**53 + 1 has no exact double
+    with pytest.raises(LandingError, match=r"record 0 on page 1 is a JSON list"):
+        encode([[1, 2]])  # type: ignore[list-item]
+
+
+def test_nan_survives_in_a_double_column() -> None:
+    out = bytearray()
+    encoder = ParquetEncoder(out.extend)
+    encoder.write([{"x": float("nan")}, {"x": 1.5}], page=1, nonstandard_json=True)
+    encoder.finish()
+    values = pq.read_table(io.BytesIO(bytes(out))).column("x").to_pylist()
+    assert math.isnan(values[0]) and values[1] == 1.5
+
+
+def test_row_groups_end_at_the_row_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 250)
+    file, _ = encode(*[[{"i": page * 100 + i} for i in range(100)] for page in range(10)])
+    assert file.metadata.num_row_groups == 4  # 300 rows per group (pages of 100), then the rest
+    assert file.metadata.num_rows == 1000
+
+
+def test_the_window_schema_merges_parts_by_the_same_rules() -> None:
+    assert merge_schemas([("p0", {"a": "int64", "b": "null"}), ("p1", {"a": "double", "b": "bool"})]) == {
+        "a": "double",
+        "b": "bool",
+    }
+    with pytest.raises(LandingError, match=r"'a' changes type from int64 to string between p0 and p1"):
+        merge_schemas([("p0", {"a": "int64"}), ("p1", {"a": "string"})])

@@ -68,3 +68,8 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
 @app.activity_trigger(input_name="payload")
 def finalize(payload: dict[str, Any]) -> dict[str, Any]:
     return activities.finalize(payload)
+
+
+@app.activity_trigger(input_name="payload")
+def record_backfill(payload: dict[str, Any]) -> dict[str, Any]:
+    return activities.record_backfill(payload)

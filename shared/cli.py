@@ -185,6 +185,7 @@ def local_engine(state_dir: Path | None) -> Engine:
 
 def _verify(args: argparse.Namespace) -> int:
     runtime = current()
+            orchestrators.RECORD_BACKFILL: activities.record_backfill,
     source = runtime.source(args.source)
     prefix = window_prefix(
         runtime.settings.environment.value, source.name, Window.parse(args.start, args.end)

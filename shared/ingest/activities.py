@@ -17,6 +17,7 @@ from shared.errors import BridgeError
 from shared.gateway.client import RunContext
 from shared.ingest import layout
 from shared.ingest.payloads import (
+    BackfillRecordInput,
     FetchPartInput,
     FetchPartResult,
     FinalizeInput,
@@ -216,3 +217,17 @@ def _window_columns(parts: list[PartInfo]) -> dict[str, str] | None:
     from shared.landing.parquet import merge_schemas  # pyarrow is loaded only where Parquet is used
 
     return merge_schemas(schemas)
+@activity
+def record_backfill(payload: dict[str, Any]) -> dict[str, Any]:
+    """Write one batch of a backfill's per-window outcomes as its own manifest blob.
+
+    One blob per batch, named by the batch number: a retried or replayed batch overwrites its
+    own blob, so the folder holds each window's outcome once.
+    """
+    job = BackfillRecordInput.model_validate(payload)
+    runtime = current()
+    landing = runtime.landing_for(runtime.source(job.source))
+    landing.write_json(job.path, {"backfill": job.backfill, "batch": job.batch, "windows": job.windows})
+    return {"path": job.path, "windows": len(job.windows)}
+
+

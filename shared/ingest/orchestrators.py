@@ -9,6 +9,7 @@ no clock but `context.current_utc_datetime`, no randomness: all work happens in 
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -16,6 +17,8 @@ import azure.durable_functions as df
 from shared.errors import RunFailed
 from shared.ingest.activities import FAILURE
 from shared.ingest.payloads import (
+    BackfillFailure,
+    BackfillRecordInput,
     BackfillState,
     FetchPartInput,
     FetchPartResult,
@@ -24,6 +27,8 @@ from shared.ingest.payloads import (
     PlanInput,
     PlanResult,
 )
+from shared.ingest.start import instance_id_for
+from shared.ingest.window import Window, parse_every, parse_instant, window_at
 from shared.timestamps import isoformat
 
 INGEST_ORCHESTRATOR = "ingest_orchestrator"
@@ -31,6 +36,7 @@ BACKFILL_ORCHESTRATOR = "backfill_orchestrator"
 PLAN_WINDOW = "plan_window"
 FETCH_PART = "fetch_part"
 FINALIZE = "finalize"
+RECORD_BACKFILL = "record_backfill"
 
 
 def _settled(result: Any) -> Any:
@@ -59,6 +65,7 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
                             window=state.window,
                             mode=state.mode,
                             dry_run=state.dry_run,
+                            owner=state.owner,
                             **state.correlation(context.instance_id),
                         ).model_dump(),
                     )
@@ -71,6 +78,7 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
         state.prefix = plan.prefix
         state.generation, state.folder = plan.generation, plan.folder
         state.previous_folder, state.manifest_etag = plan.previous_folder, plan.manifest_etag
+        state.claimed = plan.claimed
         state.segments, state.parts = plan.segments, plan.resumed_parts
         state.started_at = isoformat(context.current_utc_datetime)
 
@@ -95,6 +103,7 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
                     role_arn=state.role_arn,
                     session_name=state.session_name,
                     max_pages=1 if state.dry_run else None,
+                    trail=seg.trail,
                     **state.correlation(context.instance_id),
                 ).model_dump(),
             )
@@ -106,6 +115,7 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
             seg.pages += result.pages
             seg.cursor = result.next_cursor
             seg.fetched = result.done
+            seg.trail = result.trail
             if result.part is not None:
                 state.parts.append(result.part)
                 seg.next_part += 1
@@ -132,50 +142,151 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
 def backfill_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """One ingest sub-orchestration per window, never more than max_parallel in flight.
 
+    Eternal and bounded: window i is derived from (start, every, i); after `batch_size` finished
+    windows their outcomes go to a manifest blob and the orchestration continues as new with
+    counters only, so history, input and status stay the same size for 10 or 100,000 windows.
     Windows already landed finish at once (their ingest skips them), so re-running a
     half-finished backfill only fetches what is missing.
     """
-    backfill = BackfillState.model_validate(context.get_input())
-    outcomes: dict[int, dict[str, Any]] = {}
-    pending: dict[Any, int] = {}
-    queue = list(range(len(backfill.windows)))
-    while queue or pending:
-        while queue and len(pending) < backfill.max_parallel:
-            index = queue.pop(0)
-            child = backfill.template.model_copy(update={"window": backfill.windows[index]})
+    state = BackfillState.model_validate(context.get_input())
+    if state.started_at is None:
+        state.started_at = isoformat(context.current_utc_datetime)
+    start, end = parse_instant(state.start, "from"), parse_instant(state.end, "to")
+    every = parse_every(state.every)
+    source = state.template.source
+    pending: dict[Any, tuple[int, Window]] = {}
+    outcomes: list[dict[str, Any]] = []
+    # Children still running at continue_as_new would report to an execution that no longer
+    # waits for them: the batch is drained before the next one starts.
+    while True:
+        while (
+            state.next_index < state.count
+            and len(pending) < state.max_parallel
+            and len(outcomes) + len(pending) < state.batch_size
+        ):
+            window = window_at(start, every, state.next_index, end)
+            if window is None:
+                state.count = state.next_index  # the range ended before the count said: stop there
+                break
+            child = state.template.model_copy(update={"window": window.to_json()})
             task = context.call_sub_orchestrator(
-                INGEST_ORCHESTRATOR, child.model_dump(), backfill.instance_ids[index]
+                INGEST_ORCHESTRATOR, child.model_dump(), instance_id_for(state.environment, source, window)
             )
-            pending[task] = index
+            pending[task] = (state.next_index, window)
+            state.next_index += 1
+        _backfill_status(context, state, len(pending))
+        if not pending:
+            break
         finished = yield context.task_any(list(pending))
-        index = pending.pop(finished)
-        outcomes[index] = _window_outcome(backfill, index, finished.result)
-        context.set_custom_status({"windows": len(backfill.windows), "done": len(outcomes)})
-    results = [outcomes[i] for i in range(len(backfill.windows))]
-    failed = [r for r in results if r["status"] == "failed"]
-    if failed:
-        raise RunFailed(
-            f"{len(failed)} of {len(results)} windows failed; first: {failed[0]['window']['from']}: "
-            f"{failed[0]['error']}; rerun the backfill to retry only those"
+        index, window = pending.pop(finished)
+        outcome = _window_outcome(index, window, finished.result)
+        outcomes.append(outcome)
+        _count(state, outcome)
+    if outcomes:
+        _settled(
+            (
+                yield context.call_activity_with_retry(
+                    RECORD_BACKFILL,
+                    df.RetryOptions(
+                        first_retry_interval_in_milliseconds=max(1, state.template.retry.first_retry_ms),
+                        max_number_of_attempts=state.template.retry.attempts,
+                    ),
+                    BackfillRecordInput(
+                        source=source,
+                        path=f"{state.manifest}/batch-{state.batch:06d}.json",
+                        backfill=context.instance_id,
+                        batch=state.batch,
+                        windows=outcomes,
+                    ).model_dump(),
+                )
+            )
         )
-    return {
-        "source": backfill.template.source,
-        "windows": results,
-        "landed": sum(1 for r in results if r["status"] == "landed"),
-        "skipped": sum(1 for r in results if r["status"] == "skipped-already-landed"),
-        "records": sum(int(r.get("records") or 0) for r in results),
-    }
+        state.batch += 1
+    if state.next_index < state.count:
+        context.continue_as_new(state.model_dump())
+        return {}
+    summary = _backfill_summary(context, state)
+    if state.failed:
+        first = state.failures[0]
+        raise RunFailed(
+            f"{state.failed} of {state.count} windows failed; first: {first.window['from']}: {first.error}; "
+            f"every outcome is in {state.manifest}/; rerun the backfill to retry only those"
+        )
+    return summary
 
 
-def _window_outcome(backfill: BackfillState, index: int, result: Any) -> dict[str, Any]:
-    outcome: dict[str, Any] = {"window": backfill.windows[index], "instanceId": backfill.instance_ids[index]}
+#: Failed windows kept in the backfill's state and output; the manifest blobs have them all.
+MAX_LISTED_FAILURES = 100
+_MAX_ERROR = 300
+
+
+def _window_outcome(index: int, window: Window, result: Any) -> dict[str, Any]:
+    outcome: dict[str, Any] = {"index": index, "window": window.to_json()}
     if isinstance(result, Exception):
-        return {**outcome, "status": "failed", "error": " ".join(str(result).split())}
+        return {**outcome, "status": "failed", "error": " ".join(str(result).split())[:_MAX_ERROR]}
     return {
         **outcome,
         "status": result.get("status"),
         "records": result.get("records"),
         "prefix": result.get("prefix"),
+    }
+
+
+def _count(state: BackfillState, outcome: dict[str, Any]) -> None:
+    state.done += 1
+    if outcome["status"] == "failed":
+        state.failed += 1
+        if len(state.failures) < MAX_LISTED_FAILURES:
+            state.failures.append(
+                BackfillFailure(index=outcome["index"], window=outcome["window"], error=outcome["error"])
+            )
+    elif outcome["status"] == "skipped-already-landed":
+        state.skipped += 1
+    else:
+        state.landed += 1
+    state.records += int(outcome.get("records") or 0)
+
+
+def _backfill_progress(context: df.DurableOrchestrationContext, state: BackfillState) -> dict[str, Any]:
+    """Counters, rate and ETA; from the orchestration clock only, so replays compute the same."""
+    now = context.current_utc_datetime
+    elapsed = (now - parse_instant(state.started_at, "startedAt")).total_seconds()
+    rate = state.done / elapsed if elapsed > 0 else None
+    remaining = state.count - state.done
+    eta = None if rate is None or not rate else now + timedelta(seconds=remaining / rate)
+    return {
+        "windows": state.count,
+        "done": state.done,
+        "landed": state.landed,
+        "skipped": state.skipped,
+        "failed": state.failed,
+        "records": state.records,
+        "windowsPerSecond": round(rate, 3) if rate is not None else None,
+        "etaSeconds": round(remaining / rate) if rate else None,
+        "eta": isoformat(eta) if eta is not None else None,
+        "startedAt": state.started_at,
+        "manifest": state.manifest,
+    }
+
+
+def _backfill_status(context: df.DurableOrchestrationContext, state: BackfillState, in_flight: int) -> None:
+    context.set_custom_status(
+        {**_backfill_progress(context, state), "inFlight": in_flight, "batch": state.batch}
+    )
+
+
+def _backfill_summary(context: df.DurableOrchestrationContext, state: BackfillState) -> dict[str, Any]:
+    progress = _backfill_progress(context, state)
+    del progress["eta"], progress["etaSeconds"]
+    return {
+        **progress,
+        "source": state.template.source,
+        "from": state.start,
+        "to": state.end,
+        "every": state.every,
+        "batches": state.batch,
+        "failures": [f.model_dump() for f in state.failures],
+        "finishedAt": isoformat(context.current_utc_datetime),
     }
 
 

@@ -42,6 +42,8 @@ class Segment(_Edge):
     next_part: int = 0
     pages: int = 0
     fetched: bool = False
+    # Cycle detection across parts (shared.gateway.client.CursorTrail), bounded in size.
+    trail: dict[str, Any] | None = None
 
 
 class IngestState(_Edge):
@@ -57,6 +59,9 @@ class IngestState(_Edge):
     session_name: str | None = None
     retry: ActivityRetry = Field(default_factory=ActivityRetry)
     parts_per_execution: int = 20
+    #: Which journal drives this instance (the CLI's RUN_STATE_DIR); None under the Durable host,
+    #: whose task hub already keeps one execution per instance id.
+    owner: str | None = None
     # Progress, checkpointed in history:
     planned: bool = False
     prefix: str | None = None
@@ -64,6 +69,7 @@ class IngestState(_Edge):
     folder: str = ""
     previous_folder: str | None = None
     manifest_etag: str | None = None
+    claimed: bool = False
     segments: list[Segment] = Field(default_factory=list)
     max_parallel_segments: int = 1
     parts: list[PartInfo] = Field(default_factory=list)
@@ -93,6 +99,7 @@ class FetchPartInput(Correlated):
     role_arn: str | None
     session_name: str | None
     max_pages: int | None = None
+    trail: dict[str, Any] | None = None
 
 
 class FetchPartResult(_Edge):
@@ -101,6 +108,7 @@ class FetchPartResult(_Edge):
     done: bool
     pages: int
     records: int
+    trail: dict[str, Any] | None = None
 
 
 class PlanInput(Correlated):
@@ -108,6 +116,7 @@ class PlanInput(Correlated):
     window: dict[str, str]
     mode: Mode
     dry_run: bool
+    owner: str | None = None
 
 
 class PlanResult(_Edge):
@@ -118,17 +127,57 @@ class PlanResult(_Edge):
     folder: str = ""
     previous_folder: str | None = None
     manifest_etag: str | None = None
+    claimed: bool = False
     segments: list[Segment] = Field(default_factory=list)
     resumed_parts: list[PartInfo] = Field(default_factory=list)
 
 
+class BackfillFailure(_Edge):
+    """A window that failed: kept in the backfill's state for the first MAX_LISTED_FAILURES."""
+
+    index: int
+    window: dict[str, str]
+    error: str
+
+
 class BackfillState(_Edge):
-    """The backfill orchestrator's input: one ingest per window, at most max_parallel at once."""
+    """The backfill orchestrator's input, carried across continue_as_new: bounded whatever the range.
+
+    Windows are not listed: window i is derived from (start, every, i), so the state is the same
+    size for 10 windows or 100,000. Per-window outcomes go to the manifest blobs, not here.
+    """
 
     template: IngestState
-    windows: list[dict[str, str]]
-    instance_ids: list[str]
+    environment: str
+    start: str
+    end: str
+    every: str  # ISO 8601: PT1H, P1D, P1M
+    count: int
     max_parallel: int
+    #: Windows finished per execution before continue_as_new: bounds the history a replay reads.
+    batch_size: int = 50
+    #: Folder (in the source's container) of the per-window outcome blobs, one per batch.
+    manifest: str
+    # Progress, checkpointed across executions:
+    next_index: int = 0
+    batch: int = 0
+    done: int = 0
+    landed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    records: int = 0
+    failures: list[BackfillFailure] = Field(default_factory=list)
+    started_at: str | None = None
+
+
+class BackfillRecordInput(_Edge):
+    """One batch of per-window outcomes for the backfill manifest."""
+
+    source: str
+    path: str
+    backfill: str
+    batch: int
+    windows: list[dict[str, Any]]
 
 
 class FinalizeInput(_Edge):

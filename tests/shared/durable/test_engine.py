@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -132,8 +131,8 @@ def test_a_killed_run_resumes_from_its_journal_without_redoing_completed_work(tm
     crashing = Engine({"loop": counting_loop}, {"inc": inc_then_die}, store)
     with pytest.raises(Killed):
         crashing_run(crashing)
-    journal = json.loads((tmp_path / "k1.json").read_text())
-    assert journal["runtimeStatus"] == "Running"
+    journal = JournalStore(tmp_path).load("k1")
+    assert journal is not None and journal.runtime_status == "Running"
     assert done == [0, 1, 2, 3]
 
     def inc(x: int) -> int:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections import Counter
+from collections.abc import Generator
+from typing import Any
 
 from localcloud import Dataset
 from localcloud.stack import orders_source
+from shared.durable.engine import Engine
+from shared.durable.history import EXECUTION_STARTED, TASK_SCHEDULED
+from shared.durable.journal import Instance, JournalStore
+from shared.ingest.orchestrators import (
+    BACKFILL_ORCHESTRATOR,
+    INGEST_ORCHESTRATOR,
+    RECORD_BACKFILL,
+    backfill_orchestrator,
+)
+from shared.ingest.payloads import BackfillState, IngestState
 from shared.landing.verify import read_records
 
 from fixtures import App
@@ -36,6 +49,13 @@ def backfill_args(end: str = RANGE[1], parallel: int = 4) -> tuple[str, ...]:
     )
 
 
+def outcomes(app: App, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every window's outcome, from the backfill's manifest blobs (the run's output only counts them)."""
+    names = sorted(n for n in app.landing.list_names(result["manifest"]) if n.endswith(".json"))
+    documents = [json.loads(app.landing.read_bytes(name)) for name in names]
+    return sorted((w for d in documents for w in d["windows"]), key=lambda w: w["index"])
+
+
 def windows_requested(app: App) -> set[str]:
     return {r.query["from"] for r in app.stack.cloud.gateway.requests if r.path == "/dev/sparse"}
 
@@ -49,7 +69,9 @@ def test_backfill_lands_every_window_with_at_most_max_parallel_in_flight(app: Ap
     assert result["records"] == 30 * 600
     assert 2 <= gateway.max_concurrency_observed <= 4
     assert len(windows_requested(app)) == 30
-    first = result["windows"][0]
+    windows = outcomes(app, result)
+    assert [w["index"] for w in windows] == list(range(30))
+    first = windows[0]
     ids = Counter(r["id"] for r in read_records(app.landing, first["prefix"]))
     assert set(ids) == gateway.expected_ids("/dev/sparse", first["window"]["from"], first["window"]["to"])
 
@@ -78,7 +100,7 @@ def test_rerunning_a_killed_backfill_fetches_only_the_unfinished_windows(app: Ap
     assert len(landed_before) >= 6
     refetched = {w.replace("-", "").replace(":", "") for w in windows_requested(app)}
     assert not (refetched & landed_before), "a window landed before the kill was fetched again"
-    for window in result["windows"]:
+    for window in outcomes(app, result):
         ids = Counter(r["id"] for r in read_records(app.landing, window["prefix"]))
         assert len(ids) == 600 and max(ids.values()) == 1
 
@@ -96,3 +118,97 @@ def test_a_failed_window_fails_the_backfill_naming_it_and_a_rerun_does_only_that
     again = app.cli_json(*backfill_args(end="2024-01-01T04:00:00Z", parallel=1))
     assert (again["landed"], again["skipped"]) == (1, 3)
     assert windows_requested(app) == {"2024-01-01T00:00:00Z"}
+
+
+def fake_ingest(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+    """A child that lands its window at once (every 7th fails): the backfill's own shape is tested."""
+    window = context.get_input()["window"]
+    if False:  # a generator, like every orchestrator
+        yield None
+    if int(window["from"][11:13]) % 7 == 3:
+        raise RuntimeError(f"window {window['from']} failed")
+    return {"status": "landed", "records": 600, "prefix": f"dev/orders/{window['from']}"}
+
+
+def largest(instances: list[Instance]) -> dict[str, int]:
+    """The largest payload of each kind the journal holds: what Durable would store and return."""
+    sizes = {"input": 0, "activity": 0, "output": 0, "status": 0}
+    for instance in instances:
+        for event in instance.history:
+            if event["EventType"] == EXECUTION_STARTED:
+                sizes["input"] = max(sizes["input"], len(event["Input"]))
+            elif event["EventType"] == TASK_SCHEDULED:
+                sizes["activity"] = max(sizes["activity"], len(event["Input"]))
+        sizes["output"] = max(sizes["output"], len(json.dumps(instance.output)))
+        sizes["status"] = max(sizes["status"], len(json.dumps(instance.custom_status)))
+    return sizes
+
+
+def test_a_backfill_of_thousands_of_windows_stays_bounded_and_records_each_window_once() -> None:
+    count = 2000  # 83 days of hours: 40 batches of 50
+    template = IngestState(source="orders", window={}, pipeline_run_id="r")
+    state = BackfillState(
+        template=template,
+        environment="dev",
+        start="2024-01-01T00:00:00Z",
+        end="2024-03-24T08:00:00Z",
+        every="PT1H",
+        count=count,
+        max_parallel=4,
+        manifest="dev/orders/_backfill/b1",
+    )
+    recorded: list[dict[str, Any]] = []
+    store = JournalStore(None)
+    saves = store.save
+
+    def save(instance: Instance) -> None:
+        if instance.instance_id == "b1":
+            sizes.append(largest([instance]))
+        saves(instance)
+
+    sizes: list[dict[str, int]] = []
+    store.save = save  # type: ignore[method-assign]
+
+    def record(payload: dict[str, Any]) -> dict[str, Any]:
+        recorded.append(payload)
+        return {"path": payload["path"]}
+
+    engine = Engine(
+        {INGEST_ORCHESTRATOR: fake_ingest, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
+        {RECORD_BACKFILL: record},
+        store,
+    )
+    instance = engine.run(BACKFILL_ORCHESTRATOR, "b1", state.model_dump())
+    assert instance.runtime_status == "Failed"
+    failed = [w for batch in recorded for w in batch["windows"] if w["status"] == "failed"]
+    assert str(instance.output).startswith(f"{len(failed)} of 2000 windows failed; first: ")
+    # Every window once, in its own derived window, with child ids as a single ingest would use.
+    indexes = [w["index"] for batch in recorded for w in batch["windows"]]
+    assert sorted(indexes) == list(range(count))
+    by_index = {w["index"]: w for batch in recorded for w in batch["windows"]}
+    assert by_index[1999]["window"] == {"from": "2024-03-24T07:00:00Z", "to": "2024-03-24T08:00:00Z"}
+    assert store.load("dev-orders-20240324T070000Z_20240324T080000Z") is not None
+    assert len({b["path"] for b in recorded}) == len(recorded) == 40
+    assert instance.executions == 40
+    worst = {kind: max(s[kind] for s in sizes) for kind in sizes[0]}
+    # Bounded whatever the count: the state carries counters and the first 100 failures only.
+    assert worst["input"] < 32_000 and worst["activity"] < 32_000 and worst["status"] < 16_000, worst
+    status = instance.custom_status
+    assert status["done"] == count and status["failed"] == len(failed) > 100
+    assert status["landed"] == count - len(failed) and status["records"] == 600 * status["landed"]
+    assert status["windowsPerSecond"] is not None and status["eta"] is not None
+
+
+def test_a_backfill_of_100000_windows_is_accepted_without_listing_them(app: App) -> None:
+    from shared.ingest.requests import BackfillRequest
+    from shared.ingest.start import prepare_backfill
+    from shared.runtime import current
+
+    request = BackfillRequest.model_validate(
+        {"source": "orders", "from": "2020-01-01T00:00:00Z", "to": "2031-06-01T00:00:00Z", "every": "PT1H"}
+    )
+    instance_id, state = prepare_backfill(request, current())
+    assert state.count == 100_056  # 4,169 days of 24 hours
+    assert len(state.model_dump_json()) < 4000
+    assert state.template.window == {"from": "2020-01-01T00:00:00Z", "to": "2020-01-01T01:00:00Z"}
+    assert instance_id.startswith("backfill-dev-orders-20200101T000000Z_20310601T000000Z-PT1H")

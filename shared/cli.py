@@ -178,6 +178,7 @@ def local_engine(state_dir: Path | None) -> Engine:
             orchestrators.PLAN_WINDOW: activities.plan_window,
             orchestrators.FETCH_PART: activities.fetch_part,
             orchestrators.FINALIZE: activities.finalize,
+            orchestrators.RECORD_BACKFILL: activities.record_backfill,
         },
         JournalStore(state_dir),
     )
@@ -185,7 +186,6 @@ def local_engine(state_dir: Path | None) -> Engine:
 
 def _verify(args: argparse.Namespace) -> int:
     runtime = current()
-            orchestrators.RECORD_BACKFILL: activities.record_backfill,
     source = runtime.source(args.source)
     prefix = window_prefix(
         runtime.settings.environment.value, source.name, Window.parse(args.start, args.end)

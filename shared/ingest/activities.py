@@ -217,6 +217,8 @@ def _window_columns(parts: list[PartInfo]) -> dict[str, str] | None:
     from shared.landing.parquet import merge_schemas  # pyarrow is loaded only where Parquet is used
 
     return merge_schemas(schemas)
+
+
 @activity
 def record_backfill(payload: dict[str, Any]) -> dict[str, Any]:
     """Write one batch of a backfill's per-window outcomes as its own manifest blob.
@@ -229,5 +231,3 @@ def record_backfill(payload: dict[str, Any]) -> dict[str, Any]:
     landing = runtime.landing_for(runtime.source(job.source))
     landing.write_json(job.path, {"backfill": job.backfill, "batch": job.batch, "windows": job.windows})
     return {"path": job.path, "windows": len(job.windows)}
-
-

@@ -277,3 +277,14 @@ def test_tumbling_window_trigger_feeds_the_window() -> None:
         unit = {"Minute": timedelta(minutes=1), "Hour": timedelta(hours=1)}[props["frequency"]]
         source = catalog.sources[parameters["source"]]
         assert unit * props["interval"] <= source.window.max_span, "one trigger window must fit one run"
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINES))
+def test_every_wait_has_a_timeout(pipeline: str) -> None:
+    """The evaluator in test_pipelines.py runs a loop until its condition holds; in ADF an Until
+    or Validation without a timeout would wait on a stuck run for the default 7 days."""
+    activities = _activities(PIPELINES[pipeline]["activities"])
+    loops = [a for a in activities if a["type"] in {"Until", "Validation"}]
+    assert loops, f"{pipeline} waits for nothing"
+    for activity in loops:
+        assert activity["typeProperties"].get("timeout"), f"{pipeline}/{activity['name']}: no timeout"

@@ -282,7 +282,7 @@ def test_tumbling_window_trigger_feeds_the_window() -> None:
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
 def test_every_wait_has_a_timeout(pipeline: str) -> None:
     """The evaluator in test_pipelines.py runs a loop until its condition holds; in ADF an Until
-    or Validation without a timeout would wait on a stuck run for the default 7 days."""
+    or Validation without a timeout would wait on a stuck run for days (an Until: 7)."""
     activities = _activities(PIPELINES[pipeline]["activities"])
     loops = [a for a in activities if a["type"] in {"Until", "Validation"}]
     assert loops, f"{pipeline} waits for nothing"

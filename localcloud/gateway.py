@@ -13,6 +13,7 @@ Request pipeline, in the order API Gateway applies it:
 from __future__ import annotations
 
 import base64
+import json
 import math
 import secrets
 import threading
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
@@ -82,6 +84,16 @@ class GatewayServer(LocalServer):
         self.jwt = jwt
         self.latency_ms = 0.0
         self.faults = FaultPlan()
+        #: Hostile mode: every refusal quotes the credentials it was sent, raw and encoded, as a
+        #: careless API does ("Invalid API key '<key>'"), to prove the app scrubs them by value.
+        self.echo_credentials = False
+        #: Hostile mode: with period p > 0, next_token pages' tokens cycle (page n links to page
+        #: n % p + 1), so a walk that only compares cursors within a part never stops.
+        self.token_cycle = 0
+        #: Hostile mode: the data moves under the walker; every served record carries the number
+        #: of the request that served it, so two walks of one window never land the same bytes.
+        self.moving_data = False
+        self._served_requests = 0
         self._iam = IamVerifier(self.credentials, region)
         self._api_keys = ApiKeys(api_keys)
         self._bucket = TokenBucket()
@@ -207,7 +219,7 @@ class GatewayServer(LocalServer):
             try:
                 response = self._serve(request, exchange)
             except ApiGatewayError as error:
-                response = error.to_response()
+                response = (_echoing(error, request) if self.echo_credentials else error).to_response()
             response.headers += [("x-amzn-RequestId", exchange.request_id), ("x-amz-apigw-id", _apigw_id())]
             self._log.append(_record(request, response, exchange, started, wall))
             return response
@@ -266,6 +278,14 @@ class GatewayServer(LocalServer):
 
         indices = window[page_request.offset : page_request.offset + page_request.limit]
         items = dataset.records(indices)
+        if self.moving_data:
+            with self._lock:
+                self._served_requests += 1
+                revision = self._served_requests
+            for item in items:
+                item["revision"] = revision
+        if self.token_cycle > 0 and next_offset is None:
+            next_offset = (page_request.number % self.token_cycle) * page_request.limit
         if next_offset is None:
             next_offset = natural_next_offset(
                 page_request, len(items), len(window), dataset.trailing_empty_page
@@ -289,6 +309,26 @@ class GatewayServer(LocalServer):
             return damaged
         exchange.served = indices
         return response
+
+
+def _echoing(error: ApiGatewayError, request: Request) -> ApiGatewayError:
+    """The error, its message quoting every credential header in the shapes services echo them:
+    raw in prose (no `label: value` a pattern would catch), URL-encoded, base64 and JSON-escaped."""
+    quoted = []
+    for name in ("x-api-key", "X-Amz-Security-Token", "Authorization"):
+        value = request.header(name)
+        if value is None:
+            continue
+        token = value.rsplit(" ", 1)[-1] if name == "Authorization" else value
+        quoted.append(
+            f"the {name} value '{value}' ({quote(value, safe='')}, {quote_plus(token)}, "
+            f"{base64.b64encode(token.encode()).decode()}, "
+            f"{base64.urlsafe_b64encode(token.encode()).decode().rstrip('=')}, {json.dumps(token)})"
+        )
+    if not quoted:
+        return error
+    message = f"{error.message}: Invalid credentials; " + "; ".join(quoted)
+    return ApiGatewayError(error.status, error.error_type, message, error.headers)
 
 
 def _pad(items: list[dict[str, Any]], size_bytes: int) -> None:

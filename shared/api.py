@@ -21,7 +21,7 @@ from shared.errors import BridgeError, NotFoundError, RequestError, TooManyRunsE
 from shared.ingest.orchestrators import BACKFILL_ORCHESTRATOR, INGEST_ORCHESTRATOR
 from shared.ingest.requests import BackfillRequest, IngestRequest, ProbeRequest, parse_request
 from shared.ingest.start import prepare_backfill, prepare_ingest
-from shared.observability.redaction import redact
+from shared.observability.redaction import redact, register_secret
 from shared.probe import probe
 from shared.runtime import current
 
@@ -34,9 +34,16 @@ RETRY_AFTER_SECONDS = 10
 def json_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
+    # Every body, whatever path built it (errors, run status, probe report), is scrubbed last.
     return func.HttpResponse(
-        json.dumps(body), status_code=status, mimetype="application/json", headers=headers or {}
+        redact(json.dumps(body)), status_code=status, mimetype="application/json", headers=headers or {}
     )
+
+
+def _note_function_key(req: func.HttpRequest) -> None:
+    """Register the function key the caller sent, so no body or log of this process repeats it."""
+    register_secret(req.headers.get("x-functions-key"))
+    register_secret(req.params.get("code"))
 
 
 def error_response(exc: Exception) -> func.HttpResponse:
@@ -72,8 +79,6 @@ def status_url(req: func.HttpRequest, instance_id: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/api/runs/{instance_id}"
 
 
-    except RecursionError:  # the parser recurses per level: a hostile body nests thousands deep
-        raise RequestError("body", "nests too deeply; send a flat JSON object") from None
 def _accepted(
     req: func.HttpRequest, client: df.DurableOrchestrationClient, instance_id: str, **extra: Any
 ) -> func.HttpResponse:
@@ -138,6 +143,7 @@ async def _admit(client: df.DurableOrchestrationClient, source: Source, environm
 
 async def start_ingest(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """POST /api/ingest: validate, attach to a running instance for the window or start one."""
+    _note_function_key(req)
     try:
         runtime = current()
         request = parse_request(IngestRequest, _body(req))
@@ -151,6 +157,7 @@ async def start_ingest(req: func.HttpRequest, client: df.DurableOrchestrationCli
 
 async def start_backfill(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """POST /api/backfill: one ingest per window, bounded fan-out, landed windows skipped."""
+    _note_function_key(req)
     try:
         request = parse_request(BackfillRequest, _body(req))
         instance_id, state = prepare_backfill(request, current())
@@ -161,6 +168,7 @@ async def start_backfill(req: func.HttpRequest, client: df.DurableOrchestrationC
 
 def run_probe(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/probe: identity -> STS -> one signed request -> blob write/delete; lands no data."""
+    _note_function_key(req)
     try:
         request = parse_request(ProbeRequest, _body(req))
         report = probe(current(), request.source)
@@ -178,6 +186,7 @@ async def run_status(req: func.HttpRequest, client: df.DurableOrchestrationClien
     activity (which fails on any non-2xx with a generic message of its own) hands the pipeline
     the run's own error to decide on.
     """
+    _note_function_key(req)
     try:
         instance_id = req.route_params.get("id", "")
         always = req.params.get("report", "").lower() == "always"

@@ -18,6 +18,7 @@ from shared.config.catalog import Source
 from shared.errors import BridgeError
 from shared.gateway.client import RunContext
 from shared.ingest.window import Window
+from shared.observability.redaction import redact
 from shared.runtime import Runtime
 
 STEPS = ("identity", "sts", "gateway", "blob")
@@ -77,6 +78,7 @@ def probe(runtime: Runtime, source_name: str) -> ProbeReport:
             step.status, step.detail = "failed", str(exc)
         except Exception as exc:  # the probe reports, never crashes
             step.status, step.detail = "failed", f"{type(exc).__name__}: {exc}"
+        step.detail = redact(step.detail)  # a service's error text may quote what it was sent
         step.ms = round((time.perf_counter() - started) * 1000, 1)
         if step.status == "failed":
             break

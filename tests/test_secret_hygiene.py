@@ -8,24 +8,35 @@ Entra tokens the app's credential holds, the API key, and the SigV4 signatures i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import gzip
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, quote_plus
 
+import azure.functions as func
 import httpx
 import pytest
+from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 from azure.storage.blob import BlobServiceClient
 
 from localcloud import Dataset, Fault, LocalCloud
 from localcloud.keyvault import VAULT_RESOURCE
-from localcloud.stack import orders_source
-from shared import runtime
+from localcloud.stack import FOREIGN_CREDENTIAL_VARS, orders_source
+from shared import api, runtime
+from shared.observability.logs import JsonFormatter
+from shared.observability.redaction import REDACTED
 
-from fixtures import App
+from fixtures import REPO, App
 
 LOGGERS = ("", "shared", "azure", "msal", "botocore", "boto3", "urllib3", "httpx", "httpcore")
 SECRET_NAME = "hygiene-api-key"
@@ -151,3 +162,151 @@ def _b64_text(value: str) -> str:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8", "replace")
     except (binascii.Error, ValueError):
         return ""
+
+
+# -- echoed credentials: scrubbed by value, whatever their shape -----------------------------
+
+ECHO_KEY = "plain words key 7 not shaped like any secret"  # no pattern would ever catch this
+ECHO_PATH = "/dev/orders-echo"
+# Runs the CLI with every logger at DEBUG (the CLI itself goes no lower than INFO with -v).
+DEBUG_CLI = (
+    "import logging, sys\n"
+    "import shared.cli as cli\n"
+    "configure = cli.configure_logging\n"
+    "def everything(*args, **kwargs):\n"
+    "    configure(*args, **kwargs)\n"
+    f"    for name in {LOGGERS!r}:\n"
+    "        logging.getLogger(name).setLevel(logging.DEBUG)\n"
+    "cli.configure_logging = everything\n"
+    "sys.exit(cli.main(sys.argv[1:]))\n"
+)
+
+
+def forms_of(value: str) -> dict[str, str]:
+    """A secret as a careless service may quote it (computed here, not by the code under test)."""
+    raw = value.encode()
+    return {
+        "raw": value,
+        "url-encoded": quote(value, safe=""),
+        "form-encoded": quote_plus(value),
+        "JSON-escaped": json.dumps(value)[1:-1],
+        "base64": base64.b64encode(raw).decode(),
+        "urlsafe base64": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    }
+
+
+@pytest.fixture
+def echoing(cloud: LocalCloud) -> Iterator[LocalCloud]:
+    cloud.gateway.echo_credentials = True
+    yield cloud
+    cloud.gateway.echo_credentials = False
+
+
+def test_credentials_an_api_echoes_are_scrubbed_by_value_in_every_channel(
+    app: App, echoing: LocalCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    cloud = echoing
+    started = time.time()
+    cloud.publish_keyed(
+        ECHO_PATH, Dataset(name="orders-echo"), auth="aws_iam+api_key", key=ECHO_KEY, secret=SECRET_NAME
+    )
+    source = orders_source(cloud.gateway_url, path=ECHO_PATH.removeprefix("/dev"))
+    source["auth"]["api_key_secret"] = SECRET_NAME
+    app.write_sources(orders=source)
+    cloud.gateway.set_api_keys(["a-key-the-app-does-not-have"])  # every request refused, quoted
+    sent_signatures = record_sent_signatures()
+
+    refused = app.ingest(pipelineRunId="echo-refused")
+    assert refused.runtime_status == "Failed" and "ForbiddenException" in refused.output
+    probe_body = asyncio.run(_probe_body())
+    status_body = asyncio.run(_status_body(refused))
+    clis = {
+        fmt: debug_cli(app, fmt, "ingest", "--source", "orders", *SECOND_HOUR) for fmt in ("text", "json")
+    }
+    for fmt, result in clis.items():
+        assert result.returncode != 0 and "ForbiddenException" in result.stderr, (fmt, result.stderr)
+    # The echo is real: the gateway quoted the key it refused in every answer.
+    assert cloud.gateway.count(status=403, path=ECHO_PATH) >= 3
+
+    secrets = {
+        "the API key": ECHO_KEY,
+        **aws_credentials_issued_since(cloud, started),
+        **entra_tokens_the_app_holds(cloud),
+        **{f"SigV4 signature {s[:8]}…": s for s in sent_signatures},
+    }
+    json_formatter = JsonFormatter()
+    places = {
+        "log records (text)": log_text(caplog),
+        "log records (json)": "\n".join(json_formatter.format(r) for r in caplog.records),
+        "run output": json.dumps(refused.to_json()),
+        "durable journal": "\n".join(p.read_text() for p in app.state_dir.rglob("*") if p.is_file()),
+        "GET /api/runs body": status_body,
+        "probe body": probe_body,
+        "CLI stderr (text)": clis["text"].stderr,
+        "CLI stderr (json)": clis["json"].stderr,
+        "CLI stdout": clis["text"].stdout + clis["json"].stdout,
+    }
+    assert "Invalid credentials" not in probe_body or REDACTED in probe_body
+    leaks = [
+        f"{kind} ({form}) in {where}"
+        for kind, value in secrets.items()
+        for form, text_form in forms_of(value).items()
+        for where, text in places.items()
+        if text_form in text
+    ]
+    assert leaks == [], "\n".join(leaks)
+    # The scrubbed text still says what happened.
+    assert "ForbiddenException" in status_body and REDACTED in status_body
+
+
+SECOND_HOUR = ("--from", "2024-01-01T01:00:00Z", "--to", "2024-01-01T02:00:00Z")
+
+
+def debug_cli(app: App, log_format: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as its own process with -v, every logger at DEBUG, in the given LOG_FORMAT."""
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
+    env.update(app.env, LOG_FORMAT=log_format)
+    return subprocess.run(
+        [sys.executable, "-c", DEBUG_CLI, "-v", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def _probe_body() -> str:
+    request = func.HttpRequest(
+        method="POST",
+        url="http://localhost/api/probe",
+        body=json.dumps({"source": "orders"}).encode(),
+        headers={"x-functions-key": "a-function-key-for-the-probe"},
+    )
+    return api.run_probe(request).get_body().decode()
+
+
+async def _status_body(instance: Any) -> str:
+    """GET /api/runs/{id} over a Durable client answering with the failed run's journal entry."""
+
+    class Status:
+        runtime_status = OrchestrationRuntimeStatus.Failed
+        output = instance.output
+        custom_status = None
+
+    class Client:
+        async def get_status(self, instance_id: str) -> Status:
+            return Status()
+
+    request = func.HttpRequest(
+        method="GET",
+        url=f"http://localhost/api/runs/{instance.instance_id}",
+        body=b"",
+        route_params={"id": instance.instance_id},
+        params={"report": "always"},
+    )
+    response = await api.run_status(request, Client())  # type: ignore[arg-type]
+    return response.get_body().decode()

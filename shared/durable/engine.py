@@ -26,6 +26,7 @@ from azure.durable_functions.models.actions import ActionType
 
 from shared.durable import history as events
 from shared.durable.journal import TERMINAL, Instance, JournalStore
+from shared.observability.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class Engine:
         try:
             state: dict[str, Any] = json.loads(self._handles[instance.name](json.dumps(context)))
         except Exception as exc:  # the orchestrator raised: the instance fails with its message
-            message = str(exc).split("\n\n$OutOfProcData$", 1)[0].strip()
+            message = redact(str(exc).split("\n\n$OutOfProcData$", 1)[0].strip())
             instance.runtime_status = "Failed"
             instance.output = message
             self.store.save(instance)
@@ -229,7 +230,7 @@ class Engine:
                     events.event(events.TASK_COMPLETED, -1, TaskScheduledId=work.event_id, Result=result)
                 )
         else:
-            reason = str(value)
+            reason = redact(str(value))  # journalled and shown: scrubbed like a log line
             completion = events.SUB_FAILED if work.kind == "sub" else events.TASK_FAILED
             history.append(
                 events.event(completion, -1, TaskScheduledId=work.event_id, Reason=reason, Details="")

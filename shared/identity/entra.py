@@ -5,7 +5,27 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessToken, TokenCredential
+
+from shared.observability.redaction import register_secret
+
+
+class RegisteringCredential:
+    """A TokenCredential that registers every token it hands out with the redaction scrubber,
+    including the ones SDK clients (Key Vault, Blob Storage) ask for behind our back."""
+
+    def __init__(self, inner: TokenCredential) -> None:
+        self._inner = inner
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        token = self._inner.get_token(*scopes, **kwargs)
+        register_secret(token.token)
+        return token
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
 
 
 def entra_credential() -> TokenCredential:
@@ -21,7 +41,9 @@ def entra_credential() -> TokenCredential:
         "read_timeout": 10,
     }
     if os.environ.get("IDENTITY_ENDPOINT"):
-        return ManagedIdentityCredential(client_id=client_id, **transport)
-    return DefaultAzureCredential(
-        managed_identity_client_id=client_id, exclude_interactive_browser_credential=True, **transport
+        return RegisteringCredential(ManagedIdentityCredential(client_id=client_id, **transport))
+    return RegisteringCredential(
+        DefaultAzureCredential(
+            managed_identity_client_id=client_id, exclude_interactive_browser_credential=True, **transport
+        )
     )

@@ -27,6 +27,7 @@ from azure.keyvault.secrets import SecretClient
 
 from shared.config.settings import Settings
 from shared.errors import ConfigError, SecretError
+from shared.observability.redaction import register_secret
 
 #: How long a read secret is used before it is read again.
 SECRET_TTL_SECONDS = 300.0
@@ -90,6 +91,8 @@ class CachedSecrets:
 
     def _read(self, name: str) -> str:
         value = self._store.read(name)
+        # Scrubbed by value from here on: an API that quotes the key it refused cannot leak it.
+        register_secret(value)
         with self._lock:
             self._values[name] = (value, self._clock())
         return value

@@ -34,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.errors import IdentityError, StsError, first_line
 from shared.identity.entra import entra_credential
 from shared.observability import tracing
+from shared.observability.redaction import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +165,15 @@ class CredentialProvider:
     def entra_token(self, audience: str) -> str:
         """An Entra access token for the audience (the AWS OIDC provider's client id)."""
         try:
-            return str(self.token_source.get_token(f"{audience}/.default").token)
+            token = str(self.token_source.get_token(f"{audience}/.default").token)
         except Exception as exc:  # azure-identity raises several unrelated types
             raise IdentityError(
                 f"could not get an Entra token for audience {audience!r}: {first_line(exc)}; check the "
                 "Function App's managed identity (IDENTITY_ENDPOINT/IDENTITY_HEADER, AZURE_CLIENT_ID) "
                 "and that the audience is an application ID URI in the tenant"
             ) from None
+        register_secret(token)
+        return token
 
     def _cached(self, session: RoleSession) -> RefreshableCredentials | None:
         with self._lock:
@@ -232,6 +235,8 @@ class CredentialProvider:
                     ) from None
                 call.answered(answer)
             creds = answer["Credentials"]
+            for value in (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]):
+                register_secret(value)
             log.info(
                 "assumed role %s as %s (source identity %s, expires %s)",
                 session.role_arn,

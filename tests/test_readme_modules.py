@@ -18,4 +18,5 @@ def test_readme_module_table_matches_the_package() -> None:
         if path.name not in ("__init__.py", "__main__.py")
     }
     assert modules - listed == set(), "modules missing from README's module table"
-    assert {name for name in listed if not (ROOT / name).exists()} == set(), "README lists files that do not exist"
+    missing = {name for name in listed if not (ROOT / name).exists()}
+    assert missing == set(), "README lists files that do not exist"

@@ -184,9 +184,11 @@ class GatewayClient:
         try:
             response = self._http.send(request, auth=self._auth, stream=True)
         except httpx.TimeoutException as exc:
-            raise self._error(f"timed out ({type(exc).__name__})", number, retryable=True) from None
+            what = f"timed out ({type(exc).__name__}) at {self._source.base_url}{_CHECK}"
+            raise self._error(what, number, retryable=True) from None
         except httpx.TransportError as exc:
-            raise self._error(f"transport error: {type(exc).__name__}", number, retryable=True) from None
+            what = f"transport error: {type(exc).__name__} at {self._source.base_url}{_CHECK}"
+            raise self._error(what, number, retryable=True) from None
         try:
             body = self._read(response, number)
         finally:
@@ -340,6 +342,10 @@ class GatewayClient:
 def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
     """The Link header, parsed by httpx (RFC 8288), keyed by rel."""
     return {str(key): link for key, link in response.links.items()}
+
+
+# Where to look when the API cannot be reached at all: the catalog names its address.
+_CHECK = "; check the source's base_url in the catalog and outbound network access"
 
 
 def _request_id(response: httpx.Response) -> str | None:

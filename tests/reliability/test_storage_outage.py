@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
 from localcloud import Fault
+from localcloud.azurite import ACCOUNT, ACCOUNT_KEY, free_port
 from localcloud.stack import orders_source
 from shared.landing.verify import read_records, verify_window
 
@@ -52,3 +54,76 @@ def test_azurite_stopped_and_restarted_mid_run_loses_and_duplicates_nothing(app:
     )
     assert set(ids) == gateway.expected_ids("/dev/orders", *HOUR) and max(ids.values()) == 1
     assert verify_window(app.landing, PREFIX).ok
+
+
+# Finding 7 of issue 17: an unreachable dependency fails fast, in one line naming it and its setting.
+# The bound is a fail-fast guarantee with room for a loaded machine, not a benchmark; the measured
+# times are in tests/reliability/README.md.
+
+
+# The catalog's default activity retries (3 attempts, first retry after 5 s): the whole run counts,
+# Durable's waiting included.
+DEFAULT_RETRY = {"activity_attempts": 3, "activity_first_retry_seconds": 5.0}
+
+
+def _closed_port() -> int:
+    return free_port()  # bound then released: nothing listens there
+
+
+def _failing_cli_ingest(app: App, ledger: Any, fault: str) -> tuple[str, float]:
+    started = time.monotonic()
+    result = app.cli("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1], timeout=180)
+    elapsed = time.monotonic() - started
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    ledger.record(
+        fault,
+        runs=1,
+        expected=0,
+        landed=0,
+        duplicated=0,
+        outcome=f"failed in {elapsed:.1f} s, one line naming it",
+    )
+    return lines[0], elapsed
+
+
+def test_storage_unreachable_fails_an_ingest_within_60_s_naming_the_account(app: App, ledger: Any) -> None:
+    app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, retry=DEFAULT_RETRY))
+    endpoint = f"http://127.0.0.1:{_closed_port()}/{ACCOUNT}"
+    app.set_env(
+        LANDING_CONNECTION_STRING=f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};"
+        f"AccountKey={ACCOUNT_KEY};BlobEndpoint={endpoint};"
+    )
+    line, elapsed = _failing_cli_ingest(app, ledger, "Blob Storage unreachable (closed port), CLI ingest")
+    assert elapsed < 60, line
+    assert "LandingError" in line and endpoint in line and "LANDING_CONNECTION_STRING" in line, line
+    assert ACCOUNT_KEY not in line
+
+
+def test_identity_endpoint_unreachable_fails_an_ingest_within_60_s_naming_it(app: App, ledger: Any) -> None:
+    app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, retry=DEFAULT_RETRY))
+    app.set_env(IDENTITY_ENDPOINT=f"http://127.0.0.1:{_closed_port()}/msi/token")
+    line, elapsed = _failing_cli_ingest(
+        app, ledger, "identity endpoint unreachable (closed port), CLI ingest"
+    )
+    assert elapsed < 60, line
+    assert "IDENTITY_ENDPOINT" in line, line
+
+
+def test_sts_unreachable_fails_an_ingest_within_60_s_naming_it(app: App, ledger: Any) -> None:
+    app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, retry=DEFAULT_RETRY))
+    app.set_env(AWS_ENDPOINT_URL_STS=f"http://127.0.0.1:{_closed_port()}")
+    line, elapsed = _failing_cli_ingest(app, ledger, "STS unreachable (closed port), CLI ingest")
+    assert elapsed < 60, line
+    assert "STS" in line and "AWS_ENDPOINT_URL_STS" in line, line
+
+
+def test_gateway_unreachable_fails_an_ingest_within_60_s_naming_it(app: App, ledger: Any) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    app.write_sources(orders=orders_source(url, retry=DEFAULT_RETRY))
+    line, elapsed = _failing_cli_ingest(app, ledger, "API Gateway unreachable (closed port), CLI ingest")
+    assert elapsed < 60, line
+    assert "GatewayError" in line and "ConnectError" in line and f"at {url}" in line and "base_url" in line, (
+        line
+    )

@@ -18,7 +18,7 @@ from typing import Any
 
 from shared import __version__
 from shared.durable.engine import Engine
-from shared.durable.journal import JournalStore
+from shared.durable.journal import InstanceBusy, JournalStore
 from shared.errors import BridgeError, ConfigError, RequestError
 from shared.ingest import activities, orchestrators
 from shared.ingest.layout import window_prefix
@@ -158,8 +158,15 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _run(runtime: Runtime, name: str, instance_id: str, input_: dict[str, Any]) -> int:
-    with progress.reporting():
-        instance = local_engine(runtime.settings.state_dir).run(name, instance_id, input_)
+    engine = local_engine(runtime.settings.state_dir)
+    # The journal's identity goes with the run, so its generation folder is its own (issue 17).
+    (input_["template"] if name == BACKFILL_ORCHESTRATOR else input_)["owner"] = engine.store.owner
+    try:
+        with progress.reporting():
+            instance = engine.run(name, instance_id, input_)
+    except InstanceBusy as busy:
+        _fail(str(busy))
+        return EXIT_FAILED
     if instance.runtime_status != "Completed":
         _fail(f"{instance_id} {instance.runtime_status.lower()}: {instance.output}")
         return EXIT_FAILED

@@ -72,6 +72,11 @@ class Output(_Model):
         "(typed columns inferred from the records; README \"Output formats\" has the schema policy). "
         "It is also the parts' file extension.",
     )
+    parquet_compression: Literal["snappy", "zstd"] = Field(
+        "snappy",
+        description="Codec of Parquet parts: snappy is read by every Parquet reader (ADF's Copy included); "
+        "zstd is about half the size, for readers known to take it (Spark, Fabric, DuckDB).",
+    )
     pages_per_part: int = Field(500, ge=1, description="Pages per part; also the checkpoint interval.")
     max_part_bytes: int = Field(
         256 * 1024 * 1024,
@@ -81,6 +86,11 @@ class Output(_Model):
     )
     parts_per_execution: int = Field(
         20, ge=1, description="continue_as_new after this many parts keeps durable history small."
+    )
+    keep_replaced_for: timedelta = Field(
+        timedelta(hours=24),
+        description="How long a replaced generation's parts stay after its replacement is published "
+        "(ISO 8601, e.g. PT24H): a reader holding the old manifest may read it that long.",
     )
 
 

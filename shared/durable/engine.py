@@ -84,7 +84,14 @@ class Engine:
     def run(
         self, name: str, instance_id: str, input_: Any, *, parent_instance_id: str | None = None
     ) -> Instance:
-        """Start or resume the instance and drive it to a terminal status."""
+        """Start or resume the instance and drive it to a terminal status.
+
+        Raises InstanceBusy at once if another process drives it from the same journal.
+        """
+        with self.store.driving(instance_id):
+            return self._run(name, instance_id, input_, parent_instance_id)
+
+    def _run(self, name: str, instance_id: str, input_: Any, parent_instance_id: str | None) -> Instance:
         instance, _ = self.start(name, instance_id, input_, parent_instance_id=parent_instance_id)
         with self._lock:
             self._terminate.discard(instance_id)

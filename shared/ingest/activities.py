@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import __version__
-from shared.errors import BridgeError
+from shared.errors import BridgeError, LandingError
 from shared.gateway.client import RunContext
 from shared.ingest import layout
 from shared.ingest.payloads import (
@@ -84,15 +84,17 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
         return PlanResult(
             prefix=prefix, complete=True, summary=layout.summarize(manifest or {}, skipped=True)
         ).model_dump()
-    current_generation = int((manifest or {}).get("generation", 1))
-    previous: str | None
-    if complete:  # replace: land the next generation beside the published one
-        generation, previous = current_generation + 1, layout.generation_folder(current_generation)
-    elif manifest is not None:  # a manifest never published by _SUCCESS: finish that generation
-        generation, previous = current_generation, (manifest or {}).get("previousFolder")
+    claimed = True
+    if manifest is not None and not complete:
+        # A manifest never marked by _SUCCESS (a kill between the two): finish that generation,
+        # whose parts are all committed; it is not ours to clean up if we lose.
+        generation, claimed = int(manifest.get("generation", 1)), False
     else:
-        generation, previous = 1, None
+        generation = _claim_generation(
+            landing, prefix, int((manifest or {}).get("generation", 0)) + 1, plan
+        )
     folder = layout.generation_folder(generation)
+    previous = None if manifest is None else manifest.get("generationFolder", "")
     resumed = layout.resume(landing.landed_parts(prefix, folder), segments, folder, source.output.format)
     return PlanResult(
         prefix=prefix,
@@ -101,9 +103,34 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
         folder=folder,
         previous_folder=previous,
         manifest_etag=etag,
+        claimed=claimed,
         segments=segments,
-        resumed_parts=resumed,
+        resumed_parts=len(resumed),
+        resumed_records=sum(part.records for part in resumed),
     ).model_dump()
+
+
+#: Claims tried past the published generation before giving up (each is one small blob).
+_MAX_CLAIMS = 1000
+
+
+def _claim_generation(landing: Landing, prefix: str, first: int, plan: PlanInput) -> int:
+    """The first generation from `first` on that this run owns: one it claimed before (so a
+    rerun of the same instance from the same journal resumes its parts), or a fresh one."""
+    me = {"instanceId": plan.instance_id, "owner": plan.owner}
+    for generation in range(first, first + _MAX_CLAIMS):
+        path = layout.claim_path(prefix, generation)
+        claim = {**me, "pipelineRunId": plan.pipeline_run_id, "claimedAt": isoformat(datetime.now(UTC))}
+        if landing.create_json(path, claim):
+            return generation
+        existing = landing.read_json(path) or {}
+        if plan.instance_id is not None and all(existing.get(k) == v for k, v in me.items()):
+            return generation
+    raise LandingError(
+        f"{prefix}: {_MAX_CLAIMS} generations claimed since the published one and none of them ours; "
+        "remove stale claims under _generations/",
+        retryable=False,
+    )
 
 
 @activity
@@ -127,12 +154,14 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
             "instance_id": job.instance_id,
         },
         source.output.format,
+        source.output.parquet_compression,
     )
     walk = client.pages(
         job.cursor,
         after_page=job.pages_before,
         max_pages=job.max_pages or source.output.pages_per_part,
         enough=lambda: writer.uncompressed >= source.output.max_part_bytes,
+        trail=job.trail,
     )
     for page in walk:
         writer.write(page.records, page.request_id, nonstandard_json=page.nonstandard_json, page=page.number)
@@ -142,7 +171,12 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     part = writer.commit(checkpoint) if writer.records else None
     tracing.part_landed(source.name, part)
     return FetchPartResult(
-        part=part, next_cursor=walk.next_cursor, done=walk.done, pages=walk.fetched, records=writer.records
+        part=part,
+        next_cursor=walk.next_cursor,
+        done=walk.done,
+        pages=walk.fetched,
+        records=writer.records,
+        trail=walk.trail,
     ).model_dump()
 
 
@@ -155,7 +189,20 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
     source = runtime.source(state.source)
     landing = runtime.landing_for(source)
     prefix = state.prefix or ""
-    _remove_unlisted_parts(landing, prefix, state)
+    state.parts = _committed_parts(landing, prefix, state, source.output.format)
+    now = datetime.now(UTC)
+    previous: dict[str, Any] | None = None
+    if not state.dry_run:
+        previous, etag = landing.read_json_versioned(f"{prefix}/{MANIFEST}")
+        if etag != state.manifest_etag:
+            if previous is not None and _published_by_me(previous, state, job.instance_id):
+                # A retried finalize whose manifest write went through: finish with the marker.
+                records = previous["totals"]["records"]
+                landing.write_success(prefix, {"manifest": MANIFEST, "records": records})
+                return layout.summarize(previous, skipped=False)
+            raise _lost(landing, prefix, state, previous)
+    kept = layout.kept_generations(previous, state.generation, now, source.output.keep_replaced_for)
+    _remove_unlisted_parts(landing, prefix, state, [], only_strays=True)
     totals = {
         "parts": len(state.parts),
         "records": sum(p.records for p in state.parts),
@@ -179,6 +226,8 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "generation": state.generation,
         "generationFolder": state.folder,
         "previousFolder": state.previous_folder,
+        "publishedAt": isoformat(now),
+        "replaced": kept,
         "parts": [p.model_dump() for p in sorted(state.parts, key=lambda part: part.name)],
         "format": source.output.format,
         "columns": _window_columns(state.parts),
@@ -189,34 +238,78 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "appVersion": __version__,
     }
     # Conditional on the manifest we planned against: a second writer loses instead of mixing.
-    landing.write_json(
-        f"{prefix}/{MANIFEST}",
-        manifest,
-        etag=None if state.dry_run else state.manifest_etag,
-        new=not state.dry_run and state.manifest_etag is None,
-    )
+    try:
+        landing.write_json(
+            f"{prefix}/{MANIFEST}",
+            manifest,
+            etag=None if state.dry_run else state.manifest_etag,
+            new=not state.dry_run and state.manifest_etag is None,
+        )
+    except LandingError:
+        raise _lost(landing, prefix, state, landing.read_json(f"{prefix}/{MANIFEST}")) from None
     landing.write_success(prefix, {"manifest": MANIFEST, "records": totals["records"]})
+    # Only now, with readers switched: generations replaced longer ago than the grace go.
+    _remove_unlisted_parts(landing, prefix, state, [entry["folder"] for entry in kept])
     return layout.summarize(manifest, skipped=False)
 
 
-def _remove_unlisted_parts(landing: Landing, prefix: str, state: IngestState) -> None:
+def _committed_parts(landing: Landing, prefix: str, state: IngestState, extension: str) -> list[PartInfo]:
+    """This run's parts, read back from their checkpoints (the orchestration only counts them).
+
+    Each segment's parts 0..next_part-1 in the generation folder; parts past those are strays.
+    """
+    fresh = [Segment(index=seg.index, window=seg.window) for seg in state.segments]
+    found = layout.resume(landing.landed_parts(prefix, state.folder), fresh, state.folder, extension)
+    parts: list[PartInfo] = []
+    offset = 0
+    for seen, mine in zip(fresh, state.segments, strict=True):
+        if seen.next_part < mine.next_part:
+            raise LandingError(
+                f"{prefix}: segment {mine.index} committed {mine.next_part} parts in "
+                f"{state.folder or 'the window folder'} but only {seen.next_part} are there; rerun the window",
+                retryable=False,
+            )
+        parts += found[offset : offset + mine.next_part]
+        offset += seen.next_part
+    return parts
+
+
+def _published_by_me(manifest: dict[str, Any], state: IngestState, instance_id: str) -> bool:
+    return (
+        manifest.get("instanceId") == instance_id
+        and manifest.get("generation") == state.generation
+        and manifest.get("generationFolder") == state.folder
+        and sorted(p.get("sha256") for p in manifest.get("parts", []))
+        == sorted(p.sha256 for p in state.parts)
+    )
+
+
+def _lost(landing: Landing, prefix: str, state: IngestState, winner: dict[str, Any] | None) -> LandingError:
+    """The race is lost: another run published meanwhile. Our own generation's parts go."""
+    if state.claimed:
+        for name in landing.list_names(f"{prefix}/{state.folder}" if state.folder else prefix):
+            relative = name[len(prefix) + 1 :]
+            own = relative.startswith(state.folder) and relative.count("/") == state.folder.count("/")
+            if own and relative.rsplit("/", 1)[-1].startswith("part-"):
+                landing.delete(name)
+    other = winner or {}
+    return LandingError(
+        f"{prefix} was published by another run meanwhile (instance {other.get('instanceId')}, "
+        f"pipeline run {other.get('pipelineRunId')}, generation {other.get('generation')}, "
+        f"at {other.get('publishedAt', other.get('finishedAt'))}); this run's generation "
+        f"{state.generation} is discarded, not published",
+        retryable=False,
+    )
+
+
+def _remove_unlisted_parts(
+    landing: Landing, prefix: str, state: IngestState, kept: list[str], *, only_strays: bool = False
+) -> None:
     listed = {part.name for part in state.parts}
-    for name in layout.unlisted_parts(
-        landing.list_names(prefix), prefix, listed, state.folder, state.previous_folder
-    ):
+    names = landing.list_names(prefix)
+    for name in layout.unlisted_parts(names, prefix, listed, state.folder, kept, only_strays=only_strays):
         log.info("removing %s (not part of the generation being published)", name)
         landing.delete(name)
-
-
-def _window_columns(parts: list[PartInfo]) -> dict[str, str] | None:
-    """The window's columns (Parquet): its parts' schemas merged by the parts' own promotion rules."""
-    ordered = sorted(parts, key=lambda part: part.name)
-    schemas = [(part.name, part.columns) for part in ordered if part.columns is not None]
-    if not schemas:
-        return None
-    from shared.landing.parquet import merge_schemas  # pyarrow is loaded only where Parquet is used
-
-    return merge_schemas(schemas)
 
 
 @activity

@@ -1,14 +1,17 @@
 """Where a window lands and what of it a reader may see: the blob layout rules.
 
-<container>/<env>/<source>/<from>_<to>/ holds `_manifest.json`, `_SUCCESS` and the parts of the
-first generation; a replace lands generation n in `gen-000n/` beside it. Part names come from
-the part index alone, so a retried activity overwrites its own part and nobody else's.
+<container>/<env>/<source>/<from>_<to>/ holds `_manifest.json`, `_SUCCESS` and the parts of
+generation 1; generation n lands in `gen-000n/` beside it. Every run claims its own generation
+(`_generations/000n.json`, created only if absent), so a folder is written by one run only and
+a part a published manifest lists is never rewritten. Part names come from the part index
+alone, so a retried activity overwrites its own part and nobody else's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.ingest.payloads import Segment
@@ -67,12 +70,58 @@ def resume(
     return resumed
 
 
+def claim_path(prefix: str, generation: int) -> str:
+    """The blob whose creation (if absent) makes a generation one run's own."""
+    return f"{prefix}/_generations/{generation:04d}.json"
+
+
+def folder_generation(folder: str) -> int:
+    """The generation a folder (relative to the window folder) holds: 1 for the root."""
+    return int(folder[4:-1]) if folder.startswith("gen-") else 1
+
+
+def kept_generations(
+    previous: dict[str, Any] | None, generation: int, now: datetime, grace: timedelta
+) -> list[dict[str, Any]]:
+    """The replaced generations the manifest being published keeps readable, with when each was replaced.
+
+    The generation being replaced now joins them; one replaced longer ago than `grace` leaves.
+    """
+    if previous is None:
+        return []
+    kept = [
+        entry
+        for entry in previous.get("replaced", [])
+        if now - datetime.fromisoformat(entry["replacedAt"]) <= grace
+    ]
+    if int(previous.get("generation", 1)) != generation:
+        kept.append(
+            {
+                "generation": int(previous.get("generation", 1)),
+                "folder": previous.get("generationFolder", ""),
+                "replacedAt": now.isoformat(),
+                "parts": [part["name"] for part in previous.get("parts", [])],
+            }
+        )
+    return kept
+
+
 def unlisted_parts(
-    names: Iterable[str], prefix: str, listed: set[str], folder: str, previous_folder: str | None
+    names: Iterable[str],
+    prefix: str,
+    listed: set[str],
+    folder: str,
+    kept: Iterable[str],
+    *,
+    only_strays: bool = False,
 ) -> list[str]:
-    """Blobs to remove before publishing: strays of this generation, and generations older than
-    the one readers may still be reading."""
-    keep = {folder, previous_folder}
+    """Parts to remove: strays of this generation, and older generations no reader may still hold.
+
+    Folders of later generations belong to runs still in flight (they lose at the manifest
+    switch and clean up themselves), so they are never touched.
+    """
+    keep = set(kept)
+    generation = folder_generation(folder)
     strays = []
     for name in names:
         relative = name[len(prefix) + 1 :]
@@ -80,9 +129,16 @@ def unlisted_parts(
         if not leaf.startswith("part-"):
             continue
         part_folder = relative[: len(relative) - len(leaf)]
-        if (part_folder == folder and relative not in listed) or part_folder not in keep:
+        if part_folder == folder:
+            if relative not in listed:
+                strays.append(name)
+        elif not only_strays and part_folder not in keep and folder_generation(part_folder) < generation:
             strays.append(name)
     return strays
+
+
+#: Part paths a run's summary lists; `partCount` counts them all and the manifest has every one.
+MAX_LISTED_PARTS = 100
 
 
 def summarize(manifest: dict[str, Any], *, skipped: bool) -> dict[str, Any]:

@@ -51,10 +51,15 @@ class Landing:
         self._checked = True
 
     def part_writer(
-        self, prefix: str, name: str, metadata: dict[str, str], output_format: Format = "jsonl.gz"
+        self,
+        prefix: str,
+        name: str,
+        metadata: dict[str, str],
+        output_format: Format = "jsonl.gz",
+        compression: str | None = None,
     ) -> PartWriter:
         self.ensure_container()
-        return PartWriter(self._container, prefix, name, metadata, output_format)
+        return PartWriter(self._container, prefix, name, metadata, output_format, compression)
 
     def landed_parts(self, prefix: str, folder: str) -> list[tuple[str, Checkpoint | None]]:
         """Committed parts directly in a generation folder, by name, with their checkpoints."""
@@ -94,6 +99,19 @@ class Landing:
             raise LandingError(
                 f"{path} was created by another writer meanwhile; not overwriting it", retryable=False
             ) from None
+
+    def create_json(self, path: str, document: dict[str, Any]) -> bool:
+        """Create a JSON blob only if it is absent: True if this call created it."""
+        try:
+            self._upload(
+                path,
+                json.dumps(document, sort_keys=True).encode(),
+                "application/json",
+                match_condition=MatchConditions.IfMissing,
+            )
+        except ResourceExistsError:
+            return False
+        return True
 
     def read_json_versioned(self, path: str) -> tuple[dict[str, Any] | None, str | None]:
         """A JSON blob and its ETag, or (None, None) if absent."""

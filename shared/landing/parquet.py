@@ -38,9 +38,10 @@ import pyarrow.parquet as pq
 
 from shared.errors import LandingError
 
-#: zstd: smaller than snappy at similar decode speed; every Parquet reader we target reads it.
-COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 3
+#: Codecs a source may choose (output.parquet_compression). snappy, the default, is what every
+#: reader reads (ADF's Copy documents none/gzip/snappy/lzo); zstd is half the size on the
+#: emulator's records (bench/RESULTS.md) for readers known to take it (Spark, Fabric, DuckDB).
+COMPRESSION_LEVELS: dict[str, int | None] = {"snappy": None, "zstd": 3}
 #: A row group ends at this much decoded (Arrow) data or ROW_GROUP_ROWS rows: 64 MiB decoded is
 #: typically 100k-1M rows and 5-20 MiB on disk, which Spark/Synapse split on and DuckDB
 #: parallelises over, while keeping the writer's memory to one row group.
@@ -96,7 +97,8 @@ class ParquetEncoder:
     extension = "parquet"
     content_type = "application/vnd.apache.parquet"
 
-    def __init__(self, sink: Callable[[bytes], None]) -> None:
+    def __init__(self, sink: Callable[[bytes], None], compression: str = "snappy") -> None:
+        self._compression = compression
         self._sink = _Sink(sink)
         self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="part-", suffix=".arrows")  # noqa: SIM115 - closed in finish
         self._pages: list[tuple[int, int]] = []  # (offset, length) of each page's IPC stream
@@ -143,8 +145,8 @@ class ParquetEncoder:
             writer = pq.ParquetWriter(
                 self._sink,
                 schema,
-                compression=COMPRESSION,
-                compression_level=COMPRESSION_LEVEL,
+                compression=self._compression,
+                compression_level=COMPRESSION_LEVELS[self._compression],
                 # Statistics and dictionary pages as pyarrow defaults them: what pushdown reads.
             )
             pending: list[pa.RecordBatch] = []

@@ -45,11 +45,11 @@ class Encoder(Protocol):
         ...
 
 
-def encoder_for(output_format: Format, sink: Any) -> Encoder:
+def encoder_for(output_format: Format, sink: Any, compression: str | None = None) -> Encoder:
     if output_format == "parquet":
         from shared.landing.parquet import ParquetEncoder  # pyarrow is loaded only where used
 
-        return ParquetEncoder(sink)
+        return ParquetEncoder(sink, compression or "snappy")
     return JsonlEncoder(sink)
 
 
@@ -106,13 +106,14 @@ class PartWriter:
         name: str,
         metadata: dict[str, str],
         output_format: Format = "jsonl.gz",
+        compression: str | None = None,
     ) -> None:
         self._blob = container.get_blob_client(f"{prefix}/{name}")
         self.name = name
         self._metadata = metadata
         self._started = utc_now_precise()
         self._buffer = bytearray()
-        self._encoder = encoder_for(output_format, self._emit)
+        self._encoder = encoder_for(output_format, self._emit, compression)
         self._blocks: list[BlobBlock] = []
         self._sha = hashlib.sha256()
         self.records = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 from typing import Any
@@ -52,7 +53,8 @@ def test_parts_carry_lineage_metadata_and_the_manifest_describes_them(app: App) 
     assert blob.metadata["window_from"] == HOUR[0] and blob.metadata["window_to"] == HOUR[1]
 
 
-def test_replace_lands_a_new_generation_and_keeps_the_previous_one_readable(app: App) -> None:
+def test_replace_lands_a_new_generation_and_drops_replaced_ones_after_the_grace(app: App) -> None:
+    app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, output={"keep_replaced_for": "PT0S"}))
     assert app.ingest().runtime_status == "Completed"
     first = part_names(app)
     assert first[0] == "part-00000.jsonl.gz"
@@ -61,14 +63,32 @@ def test_replace_lands_a_new_generation_and_keeps_the_previous_one_readable(app:
     manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
     assert manifest is not None and manifest["generation"] == 2
     assert all(p["name"].startswith("gen-0002/") for p in manifest["parts"])
-    # Generation 1 stays for readers that picked up the old manifest just before the switch.
+    assert [r["generation"] for r in manifest["replaced"]] == [1]
+    # Replaced just now: even a zero grace keeps generation 1 until a later publication.
     assert set(first) <= set(part_names(app))
     assert app.ingest(mode="replace").runtime_status == "Completed"
     names = part_names(app)
-    assert not any(n in first for n in names), "generations older than the previous one are removed"
+    assert not any(n in first for n in names), "replaced longer ago than the grace: removed"
     assert {n.split("/")[0] for n in names} == {"gen-0002", "gen-0003"}
     assert verify_window(app.landing, PREFIX).ok
     assert sum(ids_in(app).values()) == 3600
+
+
+def test_a_slow_reader_across_two_back_to_back_replaces_still_reads_its_manifest(app: App) -> None:
+    """Issue 17 finding 10: with the default grace (PT24H) a reader holding generation 1's
+    manifest reads every part it lists after generations 2 and 3 are published."""
+    assert app.ingest().runtime_status == "Completed"
+    held = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert held is not None
+    for _ in range(2):
+        assert app.ingest(mode="replace").runtime_status == "Completed"
+    current = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert current is not None and current["generation"] == 3
+    assert [r["generation"] for r in current["replaced"]] == [1, 2]
+    for part in held["parts"]:
+        data = app.landing.read_bytes(f"{PREFIX}/{part['name']}")
+        assert hashlib.sha256(data).hexdigest() == part["sha256"], part["name"]
+    assert verify_window(app.landing, PREFIX).ok
 
 
 def test_a_reader_polling_during_replace_never_sees_a_mixed_or_partial_window(app: App) -> None:
@@ -135,7 +155,8 @@ def test_a_second_writer_loses_instead_of_mixing_generations(app: App) -> None:
 
     assert publish(plans[0])["status"] == "landed"
     loser = publish(plans[1])
-    assert "changed by another writer" in loser["error"]
+    assert "was published by another run meanwhile" in loser["error"]
+    assert "instance writer" in loser["error"]
 
 
 def test_a_failed_run_resumes_from_what_was_landed(app: App) -> None:

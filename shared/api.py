@@ -221,7 +221,7 @@ def _bounded(output: dict[str, Any]) -> dict[str, Any]:
     for key, count in _LISTS.items():
         items = output.get(key)
         if isinstance(items, list):
-            bounded[count] = len(items)
+            bounded[count] = output.get(count, len(items))  # an output may list fewer than it counts
             if len(items) > MAX_LISTED:
                 bounded[key] = items[:MAX_LISTED]
                 bounded[f"{key}Truncated"] = True

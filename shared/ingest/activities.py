@@ -266,7 +266,8 @@ def _committed_parts(landing: Landing, prefix: str, state: IngestState, extensio
         if seen.next_part < mine.next_part:
             raise LandingError(
                 f"{prefix}: segment {mine.index} committed {mine.next_part} parts in "
-                f"{state.folder or 'the window folder'} but only {seen.next_part} are there; rerun the window",
+                f"{state.folder or 'the window folder'} but only {seen.next_part} are there; "
+                "rerun the window",
                 retryable=False,
             )
         parts += found[offset : offset + mine.next_part]
@@ -324,3 +325,14 @@ def record_backfill(payload: dict[str, Any]) -> dict[str, Any]:
     landing = runtime.landing_for(runtime.source(job.source))
     landing.write_json(job.path, {"backfill": job.backfill, "batch": job.batch, "windows": job.windows})
     return {"path": job.path, "windows": len(job.windows)}
+
+
+def _window_columns(parts: list[PartInfo]) -> dict[str, str] | None:
+    """The window's columns (Parquet): its parts' schemas merged by the parts' own promotion rules."""
+    ordered = sorted(parts, key=lambda part: part.name)
+    schemas = [(part.name, part.columns) for part in ordered if part.columns is not None]
+    if not schemas:
+        return None
+    from shared.landing.parquet import merge_schemas  # pyarrow is loaded only where Parquet is used
+
+    return merge_schemas(schemas)

@@ -153,7 +153,10 @@ def summarize(manifest: dict[str, Any], *, skipped: bool) -> dict[str, Any]:
         "prefix": prefix,
         "manifest": f"{prefix}/{MANIFEST}",
         "success": f"{prefix}/{SUCCESS}",
-        "parts": [f"{prefix}/{p['name']}" for p in parts],
+        # Bounded: a window of 10,000 parts must not make a 1 MB run output; the manifest lists all.
+        "parts": [f"{prefix}/{p['name']}" for p in parts[:MAX_LISTED_PARTS]],
+        "partCount": len(parts),
+        "partsTruncated": len(parts) > MAX_LISTED_PARTS,
         "records": manifest["totals"]["records"],
         "bytes": manifest["totals"]["bytes"],
         "uncompressedBytes": manifest["totals"].get("uncompressedBytes"),

@@ -79,7 +79,8 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
         state.generation, state.folder = plan.generation, plan.folder
         state.previous_folder, state.manifest_etag = plan.previous_folder, plan.manifest_etag
         state.claimed = plan.claimed
-        state.segments, state.parts = plan.segments, plan.resumed_parts
+        state.segments = plan.segments
+        state.part_count, state.records = plan.resumed_parts, plan.resumed_records
         state.started_at = isoformat(context.current_utc_datetime)
 
     segmented = len(state.segments) > 1
@@ -117,7 +118,8 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
             seg.fetched = result.done
             seg.trail = result.trail
             if result.part is not None:
-                state.parts.append(result.part)
+                state.part_count += 1
+                state.records += result.part.records
                 seg.next_part += 1
                 parts_this_execution += 1
         if state.dry_run:
@@ -293,8 +295,8 @@ def _backfill_summary(context: df.DurableOrchestrationContext, state: BackfillSt
 def _report(context: df.DurableOrchestrationContext, state: IngestState) -> None:
     context.set_custom_status(
         {
-            "parts": len(state.parts),
-            "records": sum(p.records for p in state.parts),
+            "parts": state.part_count,
+            "records": state.records,
             "pages": sum(seg.pages for seg in state.segments),
             "segments": len(state.segments),
             "executions": state.executions,

@@ -72,6 +72,11 @@ class IngestState(_Edge):
     claimed: bool = False
     segments: list[Segment] = Field(default_factory=list)
     max_parallel_segments: int = 1
+    #: Counted, not listed: each part's manifest entry lives in its checkpoint (blob metadata),
+    #: and finalize reads them back, so the state stays small however many parts a window has.
+    part_count: int = 0
+    records: int = 0
+    #: Filled by finalize from the checkpoints; empty across history.
     parts: list[PartInfo] = Field(default_factory=list)
     started_at: str | None = None
     executions: int = 1
@@ -129,7 +134,9 @@ class PlanResult(_Edge):
     manifest_etag: str | None = None
     claimed: bool = False
     segments: list[Segment] = Field(default_factory=list)
-    resumed_parts: list[PartInfo] = Field(default_factory=list)
+    #: How many parts (and records) earlier attempts committed: counts, the entries stay in blobs.
+    resumed_parts: int = 0
+    resumed_records: int = 0
 
 
 class BackfillFailure(_Edge):

@@ -87,8 +87,11 @@ class FakeApi:
         }
 
     def finalize(self, payload: dict[str, Any]) -> dict[str, Any]:
+        # As the real finalize: the parts are read back from what was committed, not from the state.
         state = payload["state"]
-        return {"parts": [p["name"] for p in state["parts"]], "executions": state["executions"]}
+        assert state["parts"] == []
+        names = [f"s{seg['index']}-p{i}" for seg in state["segments"] for i in range(seg["next_part"])]
+        return {"parts": names[:100], "partCount": len(names), "executions": state["executions"]}
 
     def engine(self) -> Engine:
         return Engine(
@@ -184,3 +187,35 @@ def test_segmented_window_lands_exactly_once_with_bounded_concurrency(app: App) 
         set(ids) == gateway.expected_ids("/dev/orders", WINDOW["from"], WINDOW["to"])
         and max(ids.values()) == 1
     )
+
+
+def test_a_window_of_10000_parts_keeps_every_payload_under_32_kb() -> None:
+    """Inputs, activity payloads, results and custom status, as the journal holds them."""
+    api = FakeApi(pages=10_000)
+    store = JournalStore(None)
+    largest = Counter[str]()
+    save = store.save
+
+    def measure(instance: Any) -> None:
+        for event in instance.history:
+            for kind, key in (("input", "Input"), ("result", "Result")):
+                if isinstance(event.get(key), str):
+                    largest[kind] = max(largest[kind], len(event[key]))
+        largest["status"] = max(largest["status"], len(json.dumps(instance.custom_status)))
+        largest["output"] = max(largest["output"], len(json.dumps(instance.output)))
+        save(instance)
+
+    store.save = measure  # type: ignore[method-assign]
+    engine = Engine(
+        {INGEST_ORCHESTRATOR: ingest_orchestrator},
+        {PLAN_WINDOW: api.plan, FETCH_PART: api.fetch, FINALIZE: api.finalize},
+        store,
+    )
+    instance = engine.run(INGEST_ORCHESTRATOR, "big", state())
+    assert instance.runtime_status == "Completed", instance.output
+    assert instance.output["partCount"] == 10_000 and len(instance.output["parts"]) == 100
+    assert instance.custom_status["parts"] == 10_000 and instance.custom_status["records"] == 100_000
+    assert instance.executions == 501  # 500 of 20 parts, then the one that finalizes
+    assert set(largest) == {"input", "result", "status", "output"}
+    assert max(largest.values()) < 32_000, largest
+    assert largest["status"] < 16_000

@@ -10,6 +10,7 @@ jitter. Every attempt goes back through the httpx Auth flow, so it is signed afr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -70,6 +71,38 @@ class _Attempts:
     reasons: list[str] = field(default_factory=list)
 
 
+@dataclass
+class CursorTrail:
+    """Brent's cycle detection over a window's next cursors, carried from part to part.
+
+    Bounded memory (one saved cursor digest), so a cursor sequence that cycles with any period
+    is caught within about twice (lead-in + period) pages, however the window is cut into parts.
+    """
+
+    power: int = 1
+    steps: int = 1
+    saved: str | None = None
+    saved_page: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> CursorTrail:
+        return cls(**data) if data else cls()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"power": self.power, "steps": self.steps, "saved": self.saved, "saved_page": self.saved_page}
+
+    def step(self, cursor: str, page: int) -> int | None:
+        """Record the next cursor page `page` returned; the earlier page that returned it, if any."""
+        digest = hashlib.sha256(cursor.encode()).hexdigest()[:32]
+        if digest == self.saved:
+            return self.saved_page
+        if self.steps == self.power:
+            self.saved, self.saved_page = digest, page
+            self.power, self.steps = self.power * 2, 0
+        self.steps += 1
+        return None
+
+
 class PageWalk:
     """Pages from a cursor until the window is exhausted, `max_pages` are fetched or `enough()`.
 
@@ -85,10 +118,12 @@ class PageWalk:
         after_page: int,
         max_pages: int,
         enough: Callable[[], bool],
+        trail: dict[str, Any] | None = None,
     ) -> None:
         self._client = client
         self._max_pages = max_pages
         self._enough = enough
+        self._trail = CursorTrail.from_json(trail)
         self.next_cursor = cursor
         self.last_page = after_page
         self.fetched = 0
@@ -119,8 +154,22 @@ class PageWalk:
                     page=number,
                     request_id=page.request_id,
                 )
+            earlier = self._trail.step(page.next_cursor, number)
+            if earlier is not None:
+                raise PaginationError(
+                    f"page {number} returned the same next cursor as page {earlier}: the API's cursors "
+                    "cycle; refusing to loop",
+                    source=source.name,
+                    page=number,
+                    request_id=page.request_id,
+                )
             seen.add(page.next_cursor)
             self.next_cursor = page.next_cursor
+
+    @property
+    def trail(self) -> dict[str, Any]:
+        """The cycle detector's state, for the next part's walk to go on with."""
+        return self._trail.to_json()
 
 
 class GatewayClient:
@@ -152,9 +201,11 @@ class GatewayClient:
         after_page: int = 0,
         max_pages: int,
         enough: Callable[[], bool] = lambda: False,
+        trail: dict[str, Any] | None = None,
     ) -> PageWalk:
-        """The pages from `cursor` on (page numbers continue after `after_page`), with loop guards."""
-        return PageWalk(self, cursor, after_page=after_page, max_pages=max_pages, enough=enough)
+        """The pages from `cursor` on (page numbers continue after `after_page`), with loop guards;
+        `trail` is the cycle detector's state an earlier part's walk left (PageWalk.trail)."""
+        return PageWalk(self, cursor, after_page=after_page, max_pages=max_pages, enough=enough, trail=trail)
 
     def fetch(self, cursor: str | None, number: int) -> Page:
         """Fetch page `number` (1-based across the window) at `cursor`, retrying what is transient."""

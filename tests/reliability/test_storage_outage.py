@@ -7,6 +7,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from localcloud import Fault
 from localcloud.azurite import ACCOUNT, ACCOUNT_KEY, free_port
 from localcloud.stack import orders_source
@@ -127,3 +129,34 @@ def test_gateway_unreachable_fails_an_ingest_within_60_s_naming_it(app: App, led
     assert "GatewayError" in line and "ConnectError" in line and f"at {url}" in line and "base_url" in line, (
         line
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("verify", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1]), ("probe", "--source", "orders")],
+    ids=["verify", "probe"],
+)
+def test_storage_unreachable_fails_verify_and_probe_within_30_s_naming_the_account(
+    app: App, ledger: Any, command: tuple[str, ...]
+) -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}/{ACCOUNT}"
+    app.set_env(
+        LANDING_CONNECTION_STRING=f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};"
+        f"AccountKey={ACCOUNT_KEY};BlobEndpoint={endpoint};"
+    )
+    started = time.monotonic()
+    result = app.cli(*command, timeout=120)
+    elapsed = time.monotonic() - started
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    print(f"MEASURED {command[0]}: {elapsed:.1f} s: {lines}")
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    ledger.record(
+        f"Blob Storage unreachable (closed port), CLI {command[0]}",
+        runs=1,
+        expected=0,
+        landed=0,
+        duplicated=0,
+        outcome=f"failed in {elapsed:.1f} s, one line naming it",
+    )
+    assert elapsed < 30, lines[0]
+    assert endpoint in lines[0] and "LANDING_CONNECTION_STRING" in lines[0], lines[0]

@@ -27,7 +27,7 @@ from shared.errors import GatewayError, PageFormatError, PaginationError, Unsafe
 from shared.gateway.auth import GatewayAuth
 from shared.gateway.pages import parse_page
 from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, Paginator
-from shared.gateway.ratelimit import TokenBucket
+from shared.gateway.ratelimit import Permit, TokenBucket
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
 from shared.observability import otel, tracing
 
@@ -230,7 +230,7 @@ class GatewayClient:
         self, page_request: PageRequest, cursor: str | None, number: int, attempts: _Attempts
     ) -> Page:
         attempts.count += 1
-        self._limiter.acquire()
+        permit = self._limiter.acquire()
         request = self._build(page_request)
         try:
             response = self._http.send(request, auth=self._auth, stream=True)
@@ -246,7 +246,8 @@ class GatewayClient:
             response.close()
         request_id = _request_id(response)
         tracing.response(self._source.name, response.status_code, request_id)
-        self._check_status(response, body, number, request_id)
+        self._limiter.observe(response.headers)
+        self._check_status(response, body, number, request_id, permit)
         self._limiter.succeeded()
         try:
             document, nonstandard = parse_page(body)
@@ -351,15 +352,17 @@ class GatewayClient:
         return b"".join(chunks)
 
     def _check_status(
-        self, response: httpx.Response, body: bytes, number: int, request_id: str | None
+        self, response: httpx.Response, body: bytes, number: int, request_id: str | None, permit: Permit
     ) -> None:
         status = response.status_code
         if status < 300:
             return
         error_type = (response.headers.get("x-amzn-errortype") or "").split(":")[0] or None
         message = _error_message(body)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
         if status == 429:
-            self._limiter.throttled()
+            # The permit lets the bucket tell a 429 for a request sent before its last cut.
+            self._limiter.throttled(permit, retry_after)
         retryable = status in _RETRYABLE_STATUS or (status == 500 and self._source.retry.retry_on_500)
         # Refused credentials reach here only after one renewal (see GatewayAuth): say what to check.
         advice = self._auth.explain(error_type) if self._auth is not None else None
@@ -371,7 +374,7 @@ class GatewayClient:
             request_id=request_id,
             status=status,
             error_type=error_type,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after,
         )
 
     def _error(self, message: str, number: int, **kw: Any) -> GatewayError:

@@ -444,6 +444,29 @@ def test_rate_limit_answers_429(orders: GatewayServer, signed_get: SignedGet) ->
     assert signed_get(orders.url + PATH, WINDOW).status_code == 200
 
 
+def test_a_stage_throttle_429_carries_no_retry_after_by_default(
+    orders: GatewayServer, signed_get: SignedGet
+) -> None:
+    """API Gateway's own throttling answers without Retry-After or rate-limit headers."""
+    orders.set_rate_limit(0.001, burst=1)
+
+    statuses = [signed_get(orders.url + PATH, WINDOW) for _ in range(2)]
+
+    assert [response.status_code for response in statuses] == [200, 429]
+    assert not [name for name in statuses[-1].headers if "retry-after" in name or "ratelimit" in name]
+    orders.set_rate_limit(None)
+
+
+def test_token_bucket_saves_at_most_its_burst() -> None:
+    from localcloud.faults import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(rate=2, burst=3, clock=lambda: now[0])
+    assert [bucket.try_acquire() for _ in range(4)] == [True, True, True, False]
+    now[0] = 60.0  # idle long enough for 120 tokens at 2/s: the bucket holds 3
+    assert [bucket.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
 def test_token_bucket_refills_at_the_configured_rate() -> None:
     from localcloud.faults import TokenBucket
 

@@ -6,8 +6,12 @@ test states exactly which request misbehaves instead of relying on probabilities
 
 from __future__ import annotations
 
+import functools
+import gzip
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -29,6 +33,8 @@ FaultKind = Literal[
     "huge",
     "deep_nesting",
     "loop_cursor",
+    "bomb",
+    "drip",
 ]
 
 # Status code -> (x-amzn-ErrorType, message) where API Gateway's wording is not simply
@@ -64,6 +70,9 @@ class Fault:
       ``size_bytes``; an empty page stays as it is.
     * ``deep_nesting`` -- 200 with a JSON array nested ``depth`` levels deep.
     * ``loop_cursor`` -- the continuation repeats instead of advancing.
+    * ``bomb`` -- 200 whose body decodes to 2 GiB of zeros, sent with ``Content-Encoding:
+      encoding`` (``gzip, gzip`` by default: 5 KB on the wire; a single ``gzip``: 2 MB).
+    * ``drip`` -- the normal page, one byte every ``delay_ms`` milliseconds.
     """
 
     kind: FaultKind
@@ -72,6 +81,7 @@ class Fault:
     delay_ms: int = 0
     size_bytes: int = 1_000_000
     depth: int = 100_000
+    encoding: str = "gzip, gzip"
     path: str | None = None
     page: int | None = None
 
@@ -139,6 +149,10 @@ def replacement_response(fault: Fault) -> Response | None:
         ).to_response()
     if fault.kind == "html":
         return Response(200, _HTML_PAGE, [("Content-Type", "text/html; charset=utf-8")])
+    if fault.kind == "bomb":
+        headers = [("Content-Type", "application/json"), ("Content-Encoding", fault.encoding)]
+        layers = len([c for c in fault.encoding.split(",") if c.strip()])
+        return Response(200, gzip_bomb() if layers == 1 else gzip.compress(gzip_bomb(), 9), headers)
     if fault.kind == "deep_nesting":
         body = b"[" * fault.depth + b"]" * fault.depth
         return Response(200, body, [("Content-Type", "application/json")])
@@ -160,9 +174,29 @@ def mangle_response(fault: Fault, response: Response) -> Response | None:
         return replace(response, reset_after=half)
     if fault.kind == "truncate":
         return replace(response, body=response.body[:half])
+    if fault.kind == "drip":
+        return replace(response, drip_ms=fault.delay_ms)
     if fault.kind == "short_body":
         return replace(response, body=response.body[:half], declared_length=len(response.body))
     return None
+
+
+@functools.cache
+def gzip_bomb(size: int = 2 << 30) -> bytes:
+    """gzip of `size` zero bytes (about 2 MB for 2 GiB), built in a second or two.
+
+    The inner layer repeats one full-flushed deflate block of 1 MiB of zeros (a full flush
+    resets the compressor, so every block is the same bytes), rather than compressing 2 GiB.
+    """
+    mib = b"\0" * (1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = compressor.compress(mib) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(size >> 20):
+        crc = zlib.crc32(mib, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = compressor.flush(zlib.Z_FINISH) + struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + block * (size >> 20) + trailer
 
 
 class TokenBucket:

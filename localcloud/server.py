@@ -13,6 +13,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -65,6 +66,8 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     declared_length: int | None = None
     reset_after: int | None = None
+    #: Send the body one byte every this many milliseconds (a drip), when set.
+    drip_ms: float | None = None
 
     def header(self, name: str) -> str | None:
         """Return the first value of header ``name`` (case-insensitive), or ``None``."""
@@ -132,7 +135,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[: response.reset_after])
             self._abort_connection()
             return
-        self.wfile.write(body)
+        if response.drip_ms is not None:
+            for index in range(len(body)):
+                try:
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up on the drip, as it should
+                    self.close_connection = True
+                    return
+                time.sleep(response.drip_ms / 1000)
+        else:
+            self.wfile.write(body)
         if declared != len(body):
             # The body is short of what was announced; closing is the only way to end it.
             self.close_connection = True

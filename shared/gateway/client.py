@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import secrets
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +33,19 @@ from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, P
 from shared.gateway.ratelimit import Permit, TokenBucket
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
 from shared.observability import otel, tracing
+from shared.observability.redaction import redact
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = {429, 502, 503, 504}
 _URL_CURSORS = ("next_url", "link_header")
 _REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-apigw-id")
+# One content-coding layer at most, of these (zlib wbits: gzip framing, zlib framing). br would
+# need the brotli package, which is not a dependency: it is refused by name instead.
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+# Decoded bytes produced per step: the page cap is checked between steps, so a bomb costs at
+# most the cap plus one step of memory.
+_DECODE_STEP = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class Page:
 class _Attempts:
     count: int = 0
     reasons: list[str] = field(default_factory=list)
+    #: When retry.max_elapsed_seconds runs out (monotonic): no attempt runs past it.
+    budget_end: float = math.inf
 
 
 @dataclass
@@ -211,7 +223,7 @@ class GatewayClient:
         """Fetch page `number` (1-based across the window) at `cursor`, retrying what is transient."""
         page_request = self._paginator.request(cursor)
         policy = self._source.retry
-        attempts = _Attempts()
+        attempts = _Attempts(budget_end=time.monotonic() + policy.max_elapsed_seconds)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(retryable),
             stop=tenacity.stop_after_attempt(policy.max_attempts)
@@ -231,17 +243,18 @@ class GatewayClient:
     ) -> Page:
         attempts.count += 1
         permit = self._limiter.acquire()
-        request = self._build(page_request)
+        deadline = self._deadline(attempts)
+        request = self._build(page_request, deadline)
         try:
             response = self._http.send(request, auth=self._auth, stream=True)
         except httpx.TimeoutException as exc:
-            what = f"timed out ({type(exc).__name__}) at {self._source.base_url}{_CHECK}"
-            raise self._error(what, number, retryable=True) from None
+            what = f"{type(exc).__name__} at {self._source.base_url}{_CHECK}"
+            raise self._timed_out(what, number, attempts, None) from None
         except httpx.TransportError as exc:
             what = f"transport error: {type(exc).__name__} at {self._source.base_url}{_CHECK}"
             raise self._error(what, number, retryable=True) from None
         try:
-            body = self._read(response, number)
+            body = self._read(response, number, deadline, attempts)
         finally:
             response.close()
         request_id = _request_id(response)
@@ -288,7 +301,32 @@ class GatewayClient:
         )
         return Page(number, records, next_cursor, request_id, len(body), nonstandard_json=nonstandard)
 
-    def _build(self, page_request: PageRequest) -> httpx.Request:
+    def _deadline(self, attempts: _Attempts) -> float:
+        """When this attempt must be over: connect + read timeout in all (so a drip of one byte
+        a second cannot stretch it), and never past the page's max_elapsed_seconds budget."""
+        policy = self._source.retry
+        whole = policy.connect_timeout_seconds + policy.read_timeout_seconds
+        return min(time.monotonic() + whole, attempts.budget_end)
+
+    def _timed_out(self, what: str, number: int, attempts: _Attempts, request_id: str | None) -> GatewayError:
+        policy = self._source.retry
+        if time.monotonic() >= attempts.budget_end:
+            return self._error(
+                f"timed out ({what}): no complete page within {policy.max_elapsed_seconds:g} s "
+                "(retry.max_elapsed_seconds)",
+                number,
+                retryable=False,
+                request_id=request_id,
+            )
+        return self._error(
+            f"timed out ({what}): the attempt took over {policy.connect_timeout_seconds:g} + "
+            f"{policy.read_timeout_seconds:g} s (retry.connect_timeout_seconds + read_timeout_seconds)",
+            number,
+            retryable=True,
+            request_id=request_id,
+        )
+
+    def _build(self, page_request: PageRequest, deadline: float = math.inf) -> httpx.Request:
         if page_request.url is not None:
             self._check_origin(page_request.url)
             url = page_request.url
@@ -302,7 +340,10 @@ class GatewayClient:
             "accept": "application/json",
         }
         policy = self._source.retry
-        timeout = httpx.Timeout(policy.read_timeout_seconds, connect=policy.connect_timeout_seconds)
+        left = max(0.001, deadline - time.monotonic())
+        timeout = httpx.Timeout(
+            min(policy.read_timeout_seconds, left), connect=min(policy.connect_timeout_seconds, left)
+        )
         return self._http.build_request(self._source.method, url, headers=headers, timeout=timeout)
 
     def _check_origin(self, url: str, number: int | None = None, request_id: str | None = None) -> None:
@@ -312,44 +353,94 @@ class GatewayClient:
         except ValueError:  # a port that is not a number in 0-65535: no origin of ours
             port = -1
         if (parts.scheme, (parts.hostname or "").lower(), port) != self._source.origin:
+            # netloc without userinfo: a link's user:password is never repeated.
+            where = parts.netloc.rpartition("@")[2]
             raise UnsafeUrlError(
-                f"refusing to follow a next link to {parts.scheme}://{parts.netloc}: signed requests "
+                f"refusing to follow a next link to {parts.scheme}://{where}: signed requests "
                 f"only go to {self._source.base_url}",
                 source=self._source.name,
                 page=number,
                 request_id=request_id,
             )
 
-    def _read(self, response: httpx.Response, number: int) -> bytes:
+    def _read(self, response: httpx.Response, number: int, deadline: float, attempts: _Attempts) -> bytes:
+        """The decoded body, refused as soon as it passes the page cap or the attempt's deadline.
+
+        Decoded here rather than by httpx, which decodes each raw chunk whole (and any stack of
+        codings): a 5 KB `gzip, gzip` bomb would be gigabytes before the cap is counted.
+        """
         cap = self._source.pagination.max_page_bytes
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > cap:
-            raise PageFormatError(
-                f"page declares {declared} bytes, over the {cap}-byte cap (pagination.max_page_bytes)",
+        request_id = _request_id(response)
+
+        def too_big(what: str) -> PageFormatError:
+            return PageFormatError(
+                f"page {what} the {cap}-byte cap (pagination.max_page_bytes)",
                 source=self._source.name,
                 page=number,
-                request_id=_request_id(response),
+                request_id=request_id,
             )
-        chunks, total = [], 0
+
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise too_big(f"declares {declared} bytes, over")
+        decoder = self._decoder(response, number, request_id)
+        # A response built in memory (httpx.MockTransport with bytes) arrives read and decoded.
+        raw_chunks = [response.content] if response.is_stream_consumed else response.iter_raw()
+        if response.is_stream_consumed:
+            decoder = _identity
+        chunks: list[bytes] = []
+        total = 0
         try:
-            for chunk in response.iter_bytes():
-                total += len(chunk)
-                if total > cap:
-                    raise PageFormatError(
-                        f"page is larger than the {cap}-byte cap (pagination.max_page_bytes)",
-                        source=self._source.name,
-                        page=number,
-                        request_id=_request_id(response),
-                    )
-                chunks.append(chunk)
+            for raw in raw_chunks:
+                if time.monotonic() > deadline:
+                    raise self._timed_out("body still arriving", number, attempts, request_id)
+                for piece in decoder(raw):
+                    total += len(piece)
+                    if total > cap:
+                        raise too_big("is larger than" if decoder is _identity else "decodes to more than")
+                    chunks.append(piece)
+        except httpx.TimeoutException as exc:
+            raise self._timed_out(type(exc).__name__, number, attempts, request_id) from None
         except httpx.TransportError as exc:
             raise self._error(
                 f"connection broke mid-body: {type(exc).__name__}",
                 number,
                 retryable=True,
-                request_id=_request_id(response),
+                request_id=request_id,
+            ) from None
+        except zlib.error as exc:
+            raise PageFormatError(
+                f"page body is not valid {response.headers.get('content-encoding')} ({exc})",
+                source=self._source.name,
+                page=number,
+                request_id=request_id,
+                retryable=True,
             ) from None
         return b"".join(chunks)
+
+    def _decoder(
+        self, response: httpx.Response, number: int, request_id: str | None
+    ) -> Callable[[bytes], Iterator[bytes]]:
+        codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if not codings:
+            return _identity
+        if len(codings) > 1 or codings[0] not in _DECODERS:
+            reason = (
+                "more than one content-coding layer"
+                if len(codings) > 1
+                else "br, which needs the brotli package (not installed)"
+                if codings[0] == "br"
+                else "an unsupported content coding"
+            )
+            raise PageFormatError(
+                f"page refused: Content-Encoding {', '.join(codings)!r} is {reason}; "
+                "accepted: one layer of gzip or deflate",
+                source=self._source.name,
+                page=number,
+                request_id=request_id,
+            )
+        return _Inflater(_DECODERS[codings[0]], raw_fallback=codings[0] == "deflate")
 
     def _check_status(
         self, response: httpx.Response, body: bytes, number: int, request_id: str | None, permit: Permit
@@ -418,5 +509,33 @@ def _error_message(body: bytes) -> str:
         else:
             text = str(document)
     except ValueError:
-        text = body[:200].decode("utf-8", "replace")
-    return " ".join(text.split())[:300] or "(empty body)"
+        text = body[:4096].decode("utf-8", "replace")
+    # Redacted before it is cut: a secret cut in half is no longer one the scrubber knows.
+    return redact(" ".join(text.split()))[:300] or "(empty body)"
+
+
+def _identity(raw: bytes) -> Iterator[bytes]:
+    yield raw
+
+
+class _Inflater:
+    """One layer of gzip or deflate, decoded at most _DECODE_STEP bytes at a time."""
+
+    def __init__(self, wbits: int, *, raw_fallback: bool) -> None:
+        self._inflate = zlib.decompressobj(wbits)
+        # "deflate" means zlib framing, but some servers send raw deflate (httpx accepts both).
+        self._raw_fallback = raw_fallback
+
+    def __call__(self, raw: bytes) -> Iterator[bytes]:
+        if self._raw_fallback:
+            self._raw_fallback = False
+            try:
+                zlib.decompressobj(zlib.MAX_WBITS).decompress(raw[:64], 1)
+            except zlib.error:
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        data = raw
+        while data:
+            piece = self._inflate.decompress(data, _DECODE_STEP)
+            if piece:
+                yield piece
+            data = self._inflate.unconsumed_tail

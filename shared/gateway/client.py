@@ -28,7 +28,7 @@ import tenacity
 from shared.config.catalog import Source
 from shared.errors import GatewayError, PageFormatError, PaginationError, UnsafeUrlError, first_line
 from shared.gateway.auth import GatewayAuth
-from shared.gateway.pages import parse_page
+from shared.gateway.pages import PagePolicyError, check_records, parse_page
 from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, Paginator
 from shared.gateway.ratelimit import Permit, TokenBucket
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
@@ -72,7 +72,9 @@ class Page:
     request_id: str | None
     size: int
     attempts: int = 1
-    nonstandard_json: bool = False  # the page carried NaN/Infinity
+    # Always False now that pages holding NaN/Infinity are refused (shared.gateway.pages); kept
+    # while the part writers still take the flag.
+    nonstandard_json: bool = False
 
 
 @dataclass
@@ -262,8 +264,15 @@ class GatewayClient:
         self._limiter.observe(response.headers)
         self._check_status(response, body, number, request_id, permit)
         self._limiter.succeeded()
+        if response.status_code == 204:  # No Content: an empty last page (shared.gateway.pages)
+            log.info("page %d of %s: HTTP 204, the window is complete", number, self._source.name)
+            return Page(number, [], None, request_id, 0)
         try:
-            document, nonstandard = parse_page(body)
+            document = parse_page(body)
+        except PagePolicyError as exc:
+            raise PageFormatError(
+                str(exc), source=self._source.name, page=number, request_id=request_id
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise PageFormatError(
                 f"page body is not valid JSON ({first_line(exc)}; {len(body)} bytes received)",
@@ -283,7 +292,8 @@ class GatewayClient:
             records, next_cursor = self._paginator.parse(
                 PageContext(document, _links(response), str(request.url), cursor)
             )
-        except MalformedPage as exc:
+            check_records(records)
+        except (MalformedPage, PagePolicyError) as exc:
             raise PageFormatError(
                 str(exc), source=self._source.name, page=number, request_id=request_id
             ) from None
@@ -299,7 +309,7 @@ class GatewayClient:
             self._run.pipeline_run_id,
             self._run.instance_id,
         )
-        return Page(number, records, next_cursor, request_id, len(body), nonstandard_json=nonstandard)
+        return Page(number, records, next_cursor, request_id, len(body))
 
     def _deadline(self, attempts: _Attempts) -> float:
         """When this attempt must be over: connect + read timeout in all (so a drip of one byte

@@ -3,8 +3,9 @@
 orjson serialises records about four times faster than the standard library (bench/RESULTS.md,
 Profile), which is what a page's own cost is mostly made of. It is only used where its output
 is exactly what was received: it refuses integers beyond 64 bits and lone surrogates (we then
-fall back), and it would turn NaN/Infinity into null, so pages that carried those constants
-are written by the standard library instead (pages are parsed by shared.gateway.pages).
+fall back). It would turn NaN/Infinity into null, but pages holding those are refused when
+parsed (shared.gateway.pages), so the `nonstandard` path is only kept for callers that still
+pass the flag.
 """
 
 from __future__ import annotations

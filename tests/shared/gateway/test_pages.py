@@ -1,0 +1,113 @@
+"""Page policies (issue 17, finding 11): what a page may hold, decided once and named when broken."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from localcloud.stack import orders_source
+from shared.config.catalog import Source
+from shared.errors import PageFormatError, UnsafeUrlError
+from shared.gateway.client import GatewayClient, RunContext
+from shared.gateway.pages import PagePolicyError, check_records, parse_page
+from shared.gateway.pagination import paginator_for
+from shared.gateway.ratelimit import TokenBucket
+
+
+def client(
+    handler: Callable[[httpx.Request], httpx.Response], pagination: str = "next_token"
+) -> GatewayClient:
+    source = Source.model_validate(
+        orders_source("https://api.example.com", pagination={"type": pagination}, retry={"max_attempts": 3})
+        | {"name": "orders"}
+    )
+    return GatewayClient(
+        source,
+        paginator_for(source),
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        auth=None,
+        limiter=TokenBucket(100, 100),
+        run=RunContext("run", "instance"),
+        window_params={},
+    )
+
+
+def answering(body: bytes, status: int = 200, calls: list[int] | None = None) -> GatewayClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if calls is not None:
+            calls.append(1)
+        return httpx.Response(status, content=body, headers={"x-amzn-requestid": "req-7"})
+
+    return client(handler)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_constants_are_refused_naming_page_and_constant(constant: str) -> None:
+    calls: list[int] = []
+    body = b'{"items": [{"id": "a", "x": ' + constant.encode() + b"}]}"
+    with pytest.raises(PageFormatError) as failed:
+        answering(body, calls=calls).fetch(None, 4)
+    message = str(failed.value)
+    assert constant in message and "page=4" in message and "request_id=req-7" in message
+    assert calls == [1], "the same page comes back the same way: not retried"
+
+
+def test_a_duplicate_key_is_refused_naming_the_key() -> None:
+    body = b'{"items": [{"id": "a", "amount": 1, "amount": 2}]}'
+    with pytest.raises(PageFormatError) as failed:
+        answering(body).fetch(None, 2)
+    assert "'amount' twice" in str(failed.value) and "page=2" in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("record", "kind"), [(b'"a"', "str"), (b"7", "int"), (b"[1]", "list"), (b"null", "null")]
+)
+def test_a_record_that_is_not_an_object_is_refused_naming_page_and_index(record: bytes, kind: str) -> None:
+    body = b'{"items": [{"id": "a"}, ' + record + b"]}"
+    with pytest.raises(PageFormatError) as failed:
+        answering(body).fetch(None, 3)
+    assert f"record 1 of the page is a JSON {kind}" in str(failed.value) and "page=3" in str(failed.value)
+
+
+def test_http_204_is_an_empty_last_page_not_a_retried_parse_error() -> None:
+    calls: list[int] = []
+    page = answering(b"", status=204, calls=calls).fetch("cursor", 9)
+    assert (page.records, page.next_cursor, page.request_id) == ([], None, "req-7")
+    assert calls == [1]
+
+
+def test_well_formed_pages_parse_as_before() -> None:
+    assert parse_page(b'{"items": [{"id": 12345678901234567890123, "nested": {"a": 1}}]}') == {
+        "items": [{"id": 12345678901234567890123, "nested": {"a": 1}}]
+    }
+    check_records([{"id": 1}, {}])
+    with pytest.raises(PagePolicyError):
+        check_records([{"id": 1}, "x"])
+
+
+def test_an_off_origin_next_link_names_page_and_request_id_but_never_its_userinfo() -> None:
+    body = b'{"items": [{"id": "a"}], "next": "https://alice:hunter2-password@evil.example.net/steal"}'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"x-amzn-requestid": "req-8"})
+
+    source = Source.model_validate(
+        orders_source("https://api.example.com", pagination={"type": "next_url", "next_url_path": "next"})
+        | {"name": "orders"}
+    )
+    gateway = GatewayClient(
+        source,
+        paginator_for(source),
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        auth=None,
+        limiter=TokenBucket(100, 100),
+        run=RunContext("run", "instance"),
+        window_params={},
+    )
+    with pytest.raises(UnsafeUrlError) as failed:
+        gateway.fetch(None, 5)
+    message = str(failed.value)
+    assert "evil.example.net" in message and "page=5" in message and "request_id=req-8" in message
+    assert "alice" not in message and "hunter2" not in message

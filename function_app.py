@@ -5,14 +5,16 @@ No business logic lives here; see shared/api.py and shared/ingest/.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import api
+from shared import api, probe_schedule
 from shared.ingest import activities, orchestrators
+from shared.runtime import current
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -43,6 +45,17 @@ async def run_status(req: func.HttpRequest, client: df.DurableOrchestrationClien
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     return api.health()
+
+
+# Off unless PROBE_SCHEDULE is set: without it there is no timer function at all (the host would
+# refuse a trigger whose %PROBE_SCHEDULE% does not resolve). The host reads the schedule from that
+# app setting: a timer's schedule may name an app setting wrapped in percent signs (Azure
+# Functions timer trigger reference, "Configuration"), so changing it needs no deployment.
+if os.environ.get("PROBE_SCHEDULE", "").strip():
+
+    @app.timer_trigger(schedule="%PROBE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+    def scheduled_probe(timer: func.TimerRequest) -> None:
+        probe_schedule.run_probes(current())
 
 
 @app.orchestration_trigger(context_name="context")

@@ -98,6 +98,41 @@ class Settings(BaseModel):
             "metrics are exported there. Unset: nothing is exported."
         ),
     )
+    probe_schedule: str | None = Field(
+        None,
+        alias="PROBE_SCHEDULE",
+        description=(
+            "When to probe the sources on a timer (NCRONTAB with seconds, e.g. 0 */15 * * * *), each "
+            "result an Application Insights availability result. Unset or empty: no timer function."
+        ),
+    )
+    probe_sources: tuple[str, ...] = Field(
+        (),
+        alias="PROBE_SOURCES",
+        description=(
+            "Comma-separated sources the timer probes; empty: every catalog source labelled for "
+            "APP_ENVIRONMENT."
+        ),
+    )
+
+    @field_validator("probe_schedule", mode="before")
+    @classmethod
+    def _probe_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+            # NCRONTAB has six fields, seconds first: a five-field cron would fire at the wrong times.
+            if value is not None and len(value.split()) != 6:
+                raise ValueError(
+                    "must be an NCRONTAB expression of six fields, seconds first (e.g. 0 */15 * * * *)"
+                )
+        return value
+
+    @field_validator("probe_sources", mode="before")
+    @classmethod
+    def _probe_sources(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
 
     @field_validator("landing_connection_string")
     @classmethod

@@ -210,6 +210,7 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "uncompressedBytes": sum(p.uncompressed_bytes for p in state.parts),
         "pages": sum(seg.pages for seg in state.segments),
     }
+    parts = _with_columns(landing, prefix, state.parts)
     manifest: dict[str, Any] = {
         "source": source.name,
         "environment": runtime.settings.environment.value,
@@ -228,9 +229,9 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
         "previousFolder": state.previous_folder,
         "publishedAt": isoformat(now),
         "replaced": kept,
-        "parts": [p.model_dump() for p in sorted(state.parts, key=lambda part: part.name)],
+        "parts": [p.model_dump() for p in sorted(parts, key=lambda part: part.name)],
         "format": source.output.format,
-        "columns": _window_columns(state.parts),
+        "columns": _window_columns(parts),
         "segments": len(state.segments),
         "totals": totals,
         "startedAt": state.started_at,
@@ -325,6 +326,22 @@ def record_backfill(payload: dict[str, Any]) -> dict[str, Any]:
     landing = runtime.landing_for(runtime.source(job.source))
     landing.write_json(job.path, {"backfill": job.backfill, "batch": job.batch, "windows": job.windows})
     return {"path": job.path, "windows": len(job.windows)}
+
+
+def _with_columns(landing: Landing, prefix: str, parts: list[PartInfo]) -> list[PartInfo]:
+    """Parts with their columns: a resumed Parquet part whose schema was too wide for its
+    checkpoint metadata gets them from its file's footer (a few KiB read, not the part)."""
+    missing = [p for p in parts if p.columns is None and p.name.endswith(".parquet")]
+    if not missing:
+        return parts
+    from shared.landing.parquet import footer_columns  # pyarrow is loaded only where Parquet is used
+
+    filled = {}
+    for part in missing:
+        path = f"{prefix}/{part.name}"
+        columns = footer_columns(functools.partial(landing.read_tail, path))
+        filled[part.name] = part.model_copy(update={"columns": columns})
+    return [filled.get(p.name, p) for p in parts]
 
 
 def _window_columns(parts: list[PartInfo]) -> dict[str, str] | None:

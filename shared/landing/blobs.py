@@ -149,6 +149,14 @@ class Landing:
         with storage_errors(f"read {path}"):
             return bytes(self._container.get_blob_client(path).download_blob().readall())
 
+    def read_tail(self, path: str, length: int) -> bytes:
+        """The last `length` bytes of a blob (all of it when shorter): a Parquet footer."""
+        with storage_errors(f"read the end of {path}"):
+            blob = self._container.get_blob_client(path)
+            size = int(blob.get_blob_properties().size)
+            offset = max(0, size - length)
+            return bytes(blob.download_blob(offset=offset, length=size - offset).readall())
+
     def delete(self, path: str) -> None:
         with contextlib.suppress(ResourceNotFoundError), storage_errors(f"delete {path}", missing_ok=True):
             self._container.get_blob_client(path).delete_blob()

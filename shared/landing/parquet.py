@@ -48,6 +48,9 @@ COMPRESSION_LEVELS: dict[str, int | None] = {"snappy": None, "zstd": 3}
 ROW_GROUP_BYTES = 64 * 1024 * 1024
 ROW_GROUP_ROWS = 1_000_000
 
+#: The file's key-value metadata holding the part's columns as the manifest records them.
+FOOTER_KEY = "apigw-adf-bridge.schema"
+
 #: Type names as the manifest records them.
 NULL, BOOL, INT, DOUBLE, STRING, JSON = "null", "bool", "int64", "double", "string", "json"
 _ARROW = {
@@ -139,7 +142,7 @@ class ParquetEncoder:
                 pa.field(name, _ARROW[kind], metadata={"json": "true"} if kind == JSON else None)
                 for name, kind in self._schema.items()
             ],
-            metadata={"apigw-adf-bridge.schema": json.dumps(self._schema)},
+            metadata={FOOTER_KEY: json.dumps(self._schema)},
         )
         try:
             writer = pq.ParquetWriter(
@@ -166,6 +169,17 @@ class ParquetEncoder:
             writer.close()
         finally:
             self._spool.close()
+
+
+def footer_columns(read_tail: Callable[[int], bytes]) -> dict[str, str]:
+    """A part's columns from its footer alone: `read_tail(n)` gives the file's last n bytes."""
+    end = read_tail(8)
+    if len(end) < 8 or end[4:] != b"PAR1":
+        raise LandingError("not a Parquet file (no PAR1 footer)", retryable=False)
+    footer = read_tail(int.from_bytes(end[:4], "little") + 8)
+    metadata = pq.read_metadata(pa.BufferReader(footer)).schema.to_arrow_schema().metadata or {}
+    columns: dict[str, str] = json.loads(metadata[FOOTER_KEY.encode()])
+    return columns
 
 
 def _write_group(writer: pq.ParquetWriter, batches: list[pa.RecordBatch], schema: pa.Schema) -> None:

@@ -23,6 +23,9 @@ from shared.landing.storage import storage_errors
 from shared.timestamps import utc_now_precise
 
 BLOCK_SIZE = 4 * 1024 * 1024
+#: Azure allows 8 KiB of metadata per blob; the lineage keys and the checkpoint's cursor need
+#: their share. A part's columns beyond this stay in its file only (Parquet footer).
+CHECKPOINT_BUDGET = 6 * 1024
 
 Format = Literal["jsonl.gz", "parquet"]
 
@@ -166,7 +169,12 @@ class PartWriter:
             finished_at=utc_now_precise(),
             columns=self._encoder.schema,
         )
-        metadata = {**self._metadata, "checkpoint": checkpoint.model_copy(update={"part": info}).encode()}
+        encoded = checkpoint.model_copy(update={"part": info}).encode()
+        if len(encoded) > CHECKPOINT_BUDGET and info.columns:
+            # A wide schema: resume reads the columns back from the file's footer instead.
+            narrow = info.model_copy(update={"columns": None})
+            encoded = checkpoint.model_copy(update={"part": narrow}).encode()
+        metadata = {**self._metadata, "checkpoint": encoded}
         with storage_errors(f"commit {self._blob.blob_name}"):
             self._blob.commit_block_list(
                 self._blocks,

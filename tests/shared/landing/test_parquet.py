@@ -12,8 +12,10 @@ import pytest
 from localcloud import Fault
 from localcloud.stack import orders_source
 from shared.errors import LandingError
+from shared.ingest.activities import _with_columns
 from shared.landing import parquet
 from shared.landing.parquet import ParquetEncoder, merge_schemas
+from shared.landing.parts import Checkpoint
 from shared.landing.verify import read_records, verify_window
 
 from fixtures import HOUR, App
@@ -163,3 +165,22 @@ def test_the_window_schema_merges_parts_by_the_same_rules() -> None:
     }
     with pytest.raises(LandingError, match=r"'a' changes type from int64 to string between p0 and p1"):
         merge_schemas([("p0", {"a": "int64"}), ("p1", {"a": "string"})])
+
+
+def test_a_wide_schema_stays_in_the_footer_and_the_manifest_still_gets_it(app: App) -> None:
+    wide = [{f"a_rather_long_field_name_{i:03d}": i for i in range(400)} for _ in range(3)]
+    app.landing._container.create_container()
+    writer = app.landing.part_writer(PREFIX, "part-00000.parquet", {"source": "orders"}, "parquet")
+    writer.write(wide, "req-1", page=1)
+    committed = writer.commit(Checkpoint(window={"from": HOUR[0], "to": HOUR[1]}, pages_after=1))
+    assert committed.columns is not None and len(committed.columns) == 400
+
+    blob = app.landing._container.get_blob_client(f"{PREFIX}/part-00000.parquet").get_blob_properties()
+    assert sum(len(k) + len(v) for k, v in blob.metadata.items()) <= 8 * 1024  # Azure's limit
+    ((name, checkpoint),) = app.landing.landed_parts(PREFIX, "")
+    assert name == "part-00000.parquet"
+    assert checkpoint is not None and checkpoint.part is not None
+    assert checkpoint.part.columns is None and checkpoint.part.records == 3  # the rest resumes as usual
+
+    (filled,) = _with_columns(app.landing, PREFIX, [checkpoint.part])
+    assert filled.columns == committed.columns

@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.errors import IdentityError, StsError, first_line
 from shared.identity.entra import entra_credential
 from shared.observability import tracing
-from shared.observability.redaction import register_secret
+from shared.observability.redaction import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,9 @@ class SessionCredentials:
 def _sts_error(exc: ClientError, session: RoleSession) -> StsError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
-    detail = first_line(str(error.get("Message", "")))[:300]
+    # Redacted before it is cut: STS quotes the token it refused, and half a token is no longer
+    # one the scrubber knows.
+    detail = redact(first_line(str(error.get("Message", ""))))[:300]
     advice = _STS_ADVICE.get(code, "see the STS error code")
     return StsError(
         f"STS refused AssumeRoleWithWebIdentity for role {session.role_arn} (audience "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from localcloud import Fault
+from localcloud.datasets import Dataset
 from localcloud.stack import orders_source
 from shared.errors import LandingError
 from shared.ingest.activities import _with_columns
@@ -70,6 +73,75 @@ def test_a_parquet_window_lands_and_reads_back_exactly_once_with_its_types(app: 
     assert first.metadata.row_group(0).column(0).compression == "SNAPPY"  # what every reader reads
     blob = app.landing._container.get_blob_client(f"{PREFIX}/part-00000.parquet").get_blob_properties()
     assert blob.content_settings.content_type == "application/vnd.apache.parquet"
+
+
+@dataclass(frozen=True)
+class Typed(Dataset):
+    """Orders with every JSON type, a column null for two pages, int -> double drift on page 3
+    and a field that appears in the third part only (pages of 100 records, parts of 10 pages)."""
+
+    def record(self, index: int) -> dict[str, Any]:
+        i = index % 3600  # the position in its hour: the test window is one hour
+        record: dict[str, Any] = {
+            **super().record(index),
+            "quantity": i % 7,
+            "paid": i % 2 == 0,
+            "lines": [{"sku": f"s{i % 5}", "n": 1}],
+            "discount": None if i < 150 else i / 4,
+            "score": i if i < 250 else i + 0.5,
+        }
+        if i >= 2000:
+            record["late"] = i
+        return record
+
+
+@dataclass(frozen=True)
+class Drifting(Dataset):
+    """A field that is an integer for five pages, then a string."""
+
+    def record(self, index: int) -> dict[str, Any]:
+        i = index % 3600
+        return {**super().record(index), "code": i if i < 500 else f"C{i}"}
+
+
+def test_types_nulls_nesting_and_drift_land_as_the_policy_says(app: App) -> None:
+    app.stack.cloud.gateway.add_dataset("/dev/typed", Typed(name="typed"))
+    app.write_sources(
+        orders=orders_source(app.stack.cloud.gateway_url, path="/typed", output={"format": "parquet"})
+    )
+    instance = app.ingest()
+    assert instance.runtime_status == "Completed", instance.output
+    manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert manifest is not None
+    typed = {"quantity": "int64", "paid": "bool", "lines": "json", "discount": "double", "score": "double"}
+    assert manifest["columns"] == {**manifest["parts"][0]["columns"], "late": "int64"}
+    assert typed.items() <= manifest["columns"].items()
+    assert "late" not in manifest["parts"][1]["columns"]
+    assert manifest["parts"][2]["columns"]["late"] == "int64"
+
+    first = pq.read_table(io.BytesIO(app.landing.read_bytes(f"{PREFIX}/part-00000.parquet")))
+    assert first.schema.field("quantity").type == pa.int64() and first.schema.field("paid").type == pa.bool_()
+    assert first.schema.field("lines").metadata == {b"json": b"true"}
+    rows = first.to_pylist()
+    assert rows[10] | {"id": None, "ts": None, "customer": None, "amount": None, "status": None} == {
+        "id": None, "ts": None, "customer": None, "amount": None, "status": None, "currency": "EUR",
+        "quantity": 3, "paid": True, "lines": '[{"sku":"s0","n":1}]', "discount": None, "score": 10.0,
+    }  # fmt: skip
+    assert rows[150]["discount"] == 37.5 and rows[251]["score"] == 251.5
+    ids = [record["id"] for record in read_records(app.landing, PREFIX)]
+    assert len(ids) == len(set(ids)) == 3600
+
+
+def test_drift_that_would_change_values_fails_the_run_naming_field_and_pages(app: App) -> None:
+    app.stack.cloud.gateway.add_dataset("/dev/drifting", Drifting(name="drifting"))
+    app.write_sources(
+        orders=orders_source(app.stack.cloud.gateway_url, path="/drifting", output={"format": "parquet"})
+    )
+    instance = app.ingest()
+    assert instance.runtime_status == "Failed"
+    expected = "field 'code' changes type from int64 to string (on page 1: int64, on page 6)"
+    assert expected in str(instance.output)
+    assert not app.landing.exists(f"{PREFIX}/_SUCCESS")
 
 
 def test_a_failed_parquet_run_resumes_from_its_parts_without_duplicates(app: App) -> None:

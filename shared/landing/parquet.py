@@ -74,7 +74,7 @@ def merge_type(field: str, have: str, new: str, where: str) -> str:
         return DOUBLE
     raise LandingError(
         f"field {field!r} changes type from {have} to {new} {where}; Parquet output promotes only "
-        "null -> any and int64 -> double (use output.format = \"jsonl.gz\" for this source)",
+        'null -> any and int64 -> double (use output.format = "jsonl.gz" for this source)',
         retryable=False,
     )
 
@@ -216,7 +216,7 @@ def _batch(records: list[Any], where: str, nonstandard_json: bool) -> tuple[pa.R
         if not isinstance(record, dict):
             raise LandingError(
                 f"record {number} {where} is a JSON {type(record).__name__}, not an object; Parquet "
-                "output needs one object per record (use output.format = \"jsonl.gz\")",
+                'output needs one object per record (use output.format = "jsonl.gz")',
                 retryable=False,
             )
         fields.update(dict.fromkeys(record))

@@ -26,7 +26,10 @@ def _value(element: Any) -> Any:
     return getattr(element, "result", element)
 
 
-def copy_window(framework: Framework, manifest: dict[str, Any]) -> tuple[list[str], dict[str, str], list[Any]]:
+Run = tuple[list[str], dict[str, str], list[Any]]
+
+
+def copy_window(framework: Framework, manifest: dict[str, Any]) -> Run:
     """The activities run, the marker awaited, and (source dataset, source path, sink file) per Copy."""
     from data_factory_testing_framework.state import DependencyCondition, RunParameter, RunParameterType
 
@@ -62,7 +65,9 @@ def copy_window(framework: Framework, manifest: dict[str, Any]) -> tuple[list[st
     return path, marker, copies
 
 
-def test_a_parquet_window_is_copied_part_by_part_from_the_manifest(app: App, adf_framework: Framework) -> None:
+def test_a_parquet_window_is_copied_part_by_part_from_the_manifest(
+    app: App, adf_framework: Framework
+) -> None:
     app.write_sources(orders=orders_source(app.stack.cloud.gateway_url, output={"format": "parquet"}))
     assert app.ingest().runtime_status == "Completed"
     assert app.ingest(mode="replace").runtime_status == "Completed"  # generation 2, in gen-0002/

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 import azure.durable_functions as df
+import pytest
 
 from localcloud.stack import orders_source
 from shared.durable.engine import Engine
@@ -189,6 +190,7 @@ def test_segmented_window_lands_exactly_once_with_bounded_concurrency(app: App) 
     )
 
 
+@pytest.mark.slow  # 10,000 activities through the SDK's replay: about a minute of CPU
 def test_a_window_of_10000_parts_keeps_every_payload_under_32_kb() -> None:
     """Inputs, activity payloads, results and custom status, as the journal holds them."""
     api = FakeApi(pages=10_000)

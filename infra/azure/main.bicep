@@ -46,6 +46,12 @@ param sourceCatalogPath string = 'catalog.toml'
 @description('Region of the AWS STS endpoint (AWS_REGION); every catalog source names its own region too.')
 param awsRegion string = 'eu-west-1'
 
+@description('When to probe the catalog sources on a timer (PROBE_SCHEDULE, NCRONTAB with seconds, e.g. 0 */15 * * * *); each result is an Application Insights availability result. Empty: no timer function.')
+param probeSchedule string = ''
+
+@description('Comma-separated sources the timer probes (PROBE_SOURCES); empty: every source labelled for this environment.')
+param probeSources string = ''
+
 @description('Object id of the Data Factory managed identity. It gets Key Vault Secrets User (to read the function key) and Storage Blob Data Reader on the landing container. Empty skips both.')
 param dataFactoryPrincipalId string = ''
 
@@ -529,6 +535,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identity.properties.clientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+    PROBE_SCHEDULE: probeSchedule
+    PROBE_SOURCES: probeSources
   }
   dependsOn: [
     landingWriter

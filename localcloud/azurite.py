@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from localcloud.server import Service
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Azurite's documented, public development account; it guards nothing.
 ACCOUNT = "devstoreaccount1"
@@ -39,7 +41,7 @@ def azurite_binary(name: str = "azurite-blob") -> Path:
     return binary
 
 
-class Azurite:
+class Azurite(Service):
     """Start, stop and restart an Azurite whose data survives restarts in `location`."""
 
     def __init__(self, location: Path | None = None, services: tuple[str, ...] = ("blob",)) -> None:
@@ -130,10 +132,8 @@ class Azurite:
         if self._own_location:
             shutil.rmtree(self.location, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # Leaving the block ends this Azurite for good; stop() alone keeps the data for a restart.
         self.close()

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
+from localcloud.server import Service
+
 __all__ = ["LocalProcess", "ShutdownSignals"]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +64,7 @@ class ShutdownSignals:
         return self.received[0]
 
 
-class LocalProcess:
+class LocalProcess(Service):
     """`python -m localcloud <command> ...` as a child process, ready once it prints a line matching `ready`.
 
     Its stdout and stderr are collected line by line on a thread, so every wait for a line is
@@ -158,11 +160,3 @@ class LocalProcess:
         if self._reader is not None:
             self._reader.join(timeout)
         return code
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

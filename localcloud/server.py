@@ -201,8 +201,8 @@ class Service(ABC):
         """Start serving; returns ``self``."""
 
     @abstractmethod
-    def stop(self) -> None:
-        """Stop serving.  Idempotent."""
+    def stop(self) -> object:
+        """Stop serving.  Idempotent.  What it returns (a child's exit code) is the subclass's to say."""
 
     def __enter__(self) -> Self:
         return self.start()

@@ -255,14 +255,12 @@ def _certificate(
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    # KeyUsage takes all nine bits by keyword. Only these three tell the CA (signs certificates)
+    # from the server (signs handshakes); neither sets any of the other six.
+    unset = ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement")
     return x509.KeyUsage(
         digital_signature=not cert_sign,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
         key_cert_sign=cert_sign,
         crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
+        **dict.fromkeys((*unset, "encipher_only", "decipher_only"), False),
     )

@@ -148,6 +148,15 @@ class GatewayServer(LocalServer):
         """Drop all pending faults."""
         self.faults.clear()
 
+    def reset_modes(self) -> None:
+        """Back to a well-behaved gateway: no faults, no limit, no latency, no hostile mode."""
+        self.clear_faults()
+        self.set_rate_limit(None)
+        self.latency_ms = 0.0
+        self.echo_credentials = False
+        self.token_cycle = 0
+        self.moving_data = False
+
     # -- observations --------------------------------------------------------------------
 
     @property

@@ -32,13 +32,9 @@ def cloud(stack: Stack) -> Iterator[Any]:
     gateway = stack.cloud.gateway
     gateway.wait_idle()
     gateway.reset_observations()
-    gateway.clear_faults()
-    gateway.set_rate_limit(None)
-    gateway.latency_ms = 0.0
+    gateway.reset_modes()
     yield stack.cloud
-    gateway.clear_faults()
-    gateway.set_rate_limit(None)
-    gateway.latency_ms = 0.0
+    gateway.reset_modes()
 
 
 @pytest.fixture

@@ -72,9 +72,6 @@ class Page:
     request_id: str | None
     size: int
     attempts: int = 1
-    # Always False now that pages holding NaN/Infinity are refused (shared.gateway.pages); kept
-    # while the part writers still take the flag.
-    nonstandard_json: bool = False
 
 
 @dataclass

@@ -4,8 +4,7 @@ orjson serialises records about four times faster than the standard library (ben
 Profile), which is what a page's own cost is mostly made of. It is only used where its output
 is exactly what was received: it refuses integers beyond 64 bits and lone surrogates (we then
 fall back). It would turn NaN/Infinity into null, but pages holding those are refused when
-parsed (shared.gateway.pages), so the `nonstandard` path is only kept for callers that still
-pass the flag.
+parsed (shared.gateway.pages), so they never reach here.
 """
 
 from __future__ import annotations
@@ -18,16 +17,15 @@ from typing import Any
 import orjson
 
 # ASCII-escaped, so a lone surrogate a page carried survives as its \\uXXXX escape.
-_exact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode
+_exact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
-def encode_lines(records: list[Any], *, nonstandard: bool = False) -> bytes:
+def encode_lines(records: list[Any]) -> bytes:
     """Each record as one JSON document on its own line."""
-    if not nonstandard:
-        try:
-            return b"\n".join(map(orjson.dumps, records)) + b"\n"
-        except TypeError:  # an integer beyond 64 bits or a lone surrogate: orjson refuses
-            pass
+    try:
+        return b"\n".join(map(orjson.dumps, records)) + b"\n"
+    except TypeError:  # an integer beyond 64 bits or a lone surrogate: orjson refuses
+        pass
     return "".join(_exact(record) + "\n" for record in records).encode("ascii")
 
 
@@ -48,9 +46,9 @@ class JsonlEncoder:
     def schema(self) -> dict[str, str] | None:
         return None  # JSON Lines carries no schema
 
-    def write(self, records: list[Any], *, page: int | None, nonstandard_json: bool) -> int:
+    def write(self, records: list[Any], *, page: int | None) -> int:
         """Compress a page's lines on; returns their uncompressed size."""
-        raw = encode_lines(records, nonstandard=nonstandard_json)
+        raw = encode_lines(records)
         self._sink(self._compressor.compress(raw))
         return len(raw)
 

@@ -114,10 +114,10 @@ class ParquetEncoder:
         """Column name -> type name, as the manifest records it."""
         return dict(self._schema)
 
-    def write(self, records: list[Any], *, page: int | None, nonstandard_json: bool) -> int:
+    def write(self, records: list[Any], *, page: int | None) -> int:
         """Decode a page into a record batch, merge its schema and spool it; returns its decoded size."""
         where = f"on page {page}" if page is not None else "in this part"
-        batch, kinds = _batch(records, where, nonstandard_json)
+        batch, kinds = _batch(records, where)
         for field, kind in kinds.items():
             if field not in self._schema:
                 self._schema[field], self._first_seen[field] = kind, where
@@ -209,7 +209,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, seen: dict[str, str]) -> 
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def _batch(records: list[Any], where: str, nonstandard_json: bool) -> tuple[pa.RecordBatch, dict[str, str]]:
+def _batch(records: list[Any], where: str) -> tuple[pa.RecordBatch, dict[str, str]]:
     """A page's records as columns, and each column's type name."""
     fields: dict[str, None] = {}
     for number, record in enumerate(records):
@@ -224,15 +224,15 @@ def _batch(records: list[Any], where: str, nonstandard_json: bool) -> tuple[pa.R
     kinds: dict[str, str] = {}
     for field in fields:
         values = [record.get(field) for record in records]
-        kind, array = _column(field, values, where, nonstandard_json)
+        kind, array = _column(field, values, where)
         kinds[field] = kind
         arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, names=list(fields)), kinds
 
 
-def _column(field: str, values: list[Any], where: str, nonstandard_json: bool) -> tuple[str, pa.Array]:
+def _column(field: str, values: list[Any], where: str) -> tuple[str, pa.Array]:
     if any(isinstance(value, dict | list) for value in values):
-        texts = [None if value is None else _json_text(value, nonstandard_json) for value in values]
+        texts = [None if value is None else _json_text(value) for value in values]
         return JSON, pa.array(texts, pa.string())
     try:
         array = pa.array(values)
@@ -266,12 +266,11 @@ def _column(field: str, values: list[Any], where: str, nonstandard_json: bool) -
     return kind, array
 
 
-def _json_text(value: Any, nonstandard_json: bool) -> str:
-    if not nonstandard_json:  # orjson would turn NaN into null: only where the page had none
-        try:
-            return orjson.dumps(value).decode()
-        except TypeError:  # an integer beyond 64 bits or a lone surrogate: orjson refuses
-            pass
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits or a lone surrogate: orjson refuses
+        pass
     text = _exact_json(value)
     try:
         text.encode("utf-8")

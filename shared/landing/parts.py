@@ -39,7 +39,7 @@ class Encoder(Protocol):
     @property
     def schema(self) -> dict[str, str] | None: ...
 
-    def write(self, records: list[Any], *, page: int | None, nonstandard_json: bool) -> int:
+    def write(self, records: list[Any], *, page: int | None) -> int:
         """Encode a page; returns its size before compression (what max_part_bytes counts)."""
         ...
 
@@ -130,13 +130,12 @@ class PartWriter:
         records: list[Any],
         request_id: str | None,
         *,
-        nonstandard_json: bool = False,
         page: int | None = None,
     ) -> None:
         """Append a page's records (`page`: its window-wide number, for errors naming it)."""
         if not records:
             return
-        self.uncompressed += self._encoder.write(records, page=page, nonstandard_json=nonstandard_json)
+        self.uncompressed += self._encoder.write(records, page=page)
         self.records += len(records)
         if self.first_request_id is None:
             self.first_request_id = request_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ def encode(*pages: list[dict[str, object]]) -> tuple[pq.ParquetFile, dict[str, s
     out = bytearray()
     encoder = ParquetEncoder(out.extend)
     for number, records in enumerate(pages, start=1):
-        encoder.write(records, page=number, nonstandard_json=False)
+        encoder.write(records, page=number)
     encoder.finish()
     return pq.ParquetFile(io.BytesIO(bytes(out))), encoder.schema
 
@@ -212,15 +211,6 @@ def test_a_source_may_choose_zstd(app: App) -> None:
     part = pq.ParquetFile(io.BytesIO(app.landing.read_bytes(f"{PREFIX}/part-00000.parquet")))
     assert part.metadata.row_group(0).column(0).compression == "ZSTD"
     assert verify_window(app.landing, PREFIX).ok
-
-
-def test_nan_survives_in_a_double_column() -> None:
-    out = bytearray()
-    encoder = ParquetEncoder(out.extend)
-    encoder.write([{"x": float("nan")}, {"x": 1.5}], page=1, nonstandard_json=True)
-    encoder.finish()
-    values = pq.read_table(io.BytesIO(bytes(out))).column("x").to_pylist()
-    assert math.isnan(values[0]) and values[1] == 1.5
 
 
 def test_row_groups_end_at_the_row_bound(monkeypatch: pytest.MonkeyPatch) -> None:

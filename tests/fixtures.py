@@ -10,12 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack
+from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack, orders_source
 from shared import runtime
 from shared.cli import local_engine as engine
+from shared.config.catalog import Source
 from shared.durable.journal import Instance
+from shared.gateway.client import GatewayClient, RunContext
+from shared.gateway.pagination import paginator_for
+from shared.gateway.ratelimit import TokenBucket
 from shared.ingest.orchestrators import INGEST_ORCHESTRATOR
 from shared.ingest.requests import IngestRequest
 from shared.ingest.start import prepare_ingest
@@ -24,6 +29,43 @@ from shared.landing.storage import blob_service
 
 REPO = Path(__file__).resolve().parent.parent
 HOUR = ("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z")
+
+
+def run_python(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python <args>` as its own process from the repo root, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def catalog_source(base_url: str, **fields: Any) -> Source:
+    """The orders source as the catalog would hold it, with `fields` changed."""
+    return Source.model_validate(orders_source(base_url, **fields) | {"name": "orders"})
+
+
+def gateway_client(
+    source: Source,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    limiter: TokenBucket | None = None,
+    window_params: dict[str, str] | None = None,
+) -> GatewayClient:
+    """A client for `source` with no auth and no runtime: over a mock transport, or real HTTP."""
+    return GatewayClient(
+        source,
+        paginator_for(source),
+        httpx.Client(transport=transport),
+        auth=None,
+        limiter=limiter or TokenBucket(100, 100),
+        run=RunContext("run", "instance"),
+        window_params=window_params or {},
+    )
 
 
 @dataclass
@@ -60,15 +102,7 @@ class App:
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run `python -m shared ...` as its own process with the app's settings."""
-        return subprocess.run(
-            [sys.executable, "-m", "shared", *args],
-            cwd=REPO,
-            env=self._process_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return run_python("-m", "shared", *args, env=self._process_env(), timeout=timeout)
 
     def spawn(self, *args: str) -> subprocess.Popen[bytes]:
         """Start `python -m shared ...` in the background, e.g. to kill it mid-run."""

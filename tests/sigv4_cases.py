@@ -17,11 +17,11 @@ import http.client
 import io
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from unittest import mock
 from urllib.parse import parse_qsl, quote, quote_plus
 
@@ -29,6 +29,7 @@ import botocore.auth
 import httpx
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 T = TypeVar("T")
@@ -299,6 +300,19 @@ def wire_requests(draw: st.DrawFn) -> Drawn:
     )
 
 
-def describe(drawn: Drawn, request: httpx.Request) -> dict[str, Any]:
-    """What a failing example should print: the URL as built and as it goes on the wire."""
-    return {"url": drawn.url, "wire": request.url.raw_path.decode("ascii"), "headers": drawn.headers}
+def noted_request(drawn: Drawn) -> httpx.Request:
+    """The drawn request; a failing example prints its URL as built and as it goes on the wire."""
+    request = drawn.request()
+    note({"url": drawn.url, "wire": request.url.raw_path.decode("ascii"), "headers": drawn.headers})
+    return request
+
+
+EXAMPLES = 2000  # drawn requests a run, for every test that draws them
+
+
+def on_drawn_requests(test: Callable[..., None]) -> Callable[..., None]:
+    """`test` run on EXAMPLES drawn wire requests, each passed as its argument `drawn`."""
+    drawing = given(drawn=wire_requests())(test)
+    return settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])(
+        drawing
+    )

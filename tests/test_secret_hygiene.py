@@ -14,12 +14,9 @@ import binascii
 import gzip
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -31,12 +28,12 @@ from azure.storage.blob import BlobServiceClient
 
 from localcloud import Dataset, Fault, LocalCloud
 from localcloud.keyvault import VAULT_RESOURCE
-from localcloud.stack import FOREIGN_CREDENTIAL_VARS, orders_source
+from localcloud.stack import orders_source
 from shared import api, runtime
 from shared.observability.logs import JsonFormatter
 from shared.observability.redaction import REDACTED
 
-from fixtures import REPO, App
+from fixtures import App, run_python
 
 LOGGERS = ("", "shared", "azure", "msal", "botocore", "boto3", "urllib3", "httpx", "httpcore")
 SECRET_NAME = "hygiene-api-key"
@@ -56,19 +53,37 @@ def record_sent_signatures() -> set[str]:
     return signatures
 
 
-def test_no_secret_reaches_logs_errors_history_output_or_blobs(
-    app: App, caplog: pytest.LogCaptureFixture
-) -> None:
+def keyed_route(app: App, caplog: pytest.LogCaptureFixture, path: str, key: str) -> float:
+    """Every logger at DEBUG, and the orders source moved to a new route taking SigV4 and `key`
+    (read from the vault); returns the time just before, from which credentials count as the runs'."""
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     cloud = app.stack.cloud
     started = time.time()
     cloud.publish_keyed(
-        PATH, Dataset(name="orders-hygiene"), auth="aws_iam+api_key", key=API_KEY, secret=SECRET_NAME
+        path, Dataset(name=path.removeprefix("/dev/")), auth="aws_iam+api_key", key=key, secret=SECRET_NAME
     )
-    source = orders_source(cloud.gateway_url, path=PATH.removeprefix("/dev"))
+    source = orders_source(cloud.gateway_url, path=path.removeprefix("/dev"))
     source["auth"]["api_key_secret"] = SECRET_NAME
     app.write_sources(orders=source)
+    return started
+
+
+def secrets_used(cloud: LocalCloud, since: float, api_key: str, sent_signatures: set[str]) -> dict[str, str]:
+    """The secrets the runs since `since` held, by name: AWS credentials, Entra tokens, key, signatures."""
+    return {
+        **aws_credentials_issued_since(cloud, since),
+        **entra_tokens_the_app_holds(cloud),
+        "the API key": api_key,
+        **{f"SigV4 signature {s[:8]}…": s for s in sent_signatures},
+    }
+
+
+def test_no_secret_reaches_logs_errors_history_output_or_blobs(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    cloud = app.stack.cloud
+    started = keyed_route(app, caplog, PATH, API_KEY)
     sent_signatures = record_sent_signatures()
 
     landed = app.ingest(pipelineRunId="hygiene-landed")
@@ -84,12 +99,7 @@ def test_no_secret_reaches_logs_errors_history_output_or_blobs(
     assert expired.runtime_status == "Failed" and "ExpiredTokenException" in expired.output
     assert refused.runtime_status == "Failed" and "ForbiddenException" in refused.output
 
-    secrets = {
-        **aws_credentials_issued_since(cloud, started),
-        **entra_tokens_the_app_holds(cloud),
-        "the API key": API_KEY,
-        **{f"SigV4 signature {s[:8]}…": s for s in sent_signatures},
-    }
+    secrets = secrets_used(cloud, started, API_KEY, sent_signatures)
     # The search is for something real, in logs that would hold it: botocore at DEBUG logs STS
     # answers and canonical requests.
     assert len(sent_signatures) > 36 and len(secrets) > 40
@@ -196,25 +206,16 @@ def forms_of(value: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def echoing(cloud: LocalCloud) -> Iterator[LocalCloud]:
-    cloud.gateway.echo_credentials = True
-    yield cloud
-    cloud.gateway.echo_credentials = False
+def echoing(cloud: LocalCloud) -> LocalCloud:
+    cloud.gateway.echo_credentials = True  # the `cloud` fixture puts it back
+    return cloud
 
 
 def test_credentials_an_api_echoes_are_scrubbed_by_value_in_every_channel(
     app: App, echoing: LocalCloud, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for name in LOGGERS:
-        caplog.set_level(logging.DEBUG, logger=name)
     cloud = echoing
-    started = time.time()
-    cloud.publish_keyed(
-        ECHO_PATH, Dataset(name="orders-echo"), auth="aws_iam+api_key", key=ECHO_KEY, secret=SECRET_NAME
-    )
-    source = orders_source(cloud.gateway_url, path=ECHO_PATH.removeprefix("/dev"))
-    source["auth"]["api_key_secret"] = SECRET_NAME
-    app.write_sources(orders=source)
+    started = keyed_route(app, caplog, ECHO_PATH, ECHO_KEY)
     cloud.gateway.set_api_keys(["a-key-the-app-does-not-have"])  # every request refused, quoted
     sent_signatures = record_sent_signatures()
 
@@ -230,12 +231,7 @@ def test_credentials_an_api_echoes_are_scrubbed_by_value_in_every_channel(
     # The echo is real: the gateway quoted the key it refused in every answer.
     assert cloud.gateway.count(status=403, path=ECHO_PATH) >= 3
 
-    secrets = {
-        "the API key": ECHO_KEY,
-        **aws_credentials_issued_since(cloud, started),
-        **entra_tokens_the_app_holds(cloud),
-        **{f"SigV4 signature {s[:8]}…": s for s in sent_signatures},
-    }
+    secrets = secrets_used(cloud, started, ECHO_KEY, sent_signatures)
     json_formatter = JsonFormatter()
     places = {
         "log records (text)": log_text(caplog),
@@ -266,17 +262,7 @@ SECOND_HOUR = ("--from", "2024-01-01T01:00:00Z", "--to", "2024-01-01T02:00:00Z")
 
 def debug_cli(app: App, log_format: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as its own process with -v, every logger at DEBUG, in the given LOG_FORMAT."""
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
-    env.update(app.env, LOG_FORMAT=log_format)
-    return subprocess.run(
-        [sys.executable, "-c", DEBUG_CLI, "-v", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_python("-c", DEBUG_CLI, "-v", *args, env={**app._process_env(), "LOG_FORMAT": log_format})
 
 
 async def _probe_body() -> str:

@@ -14,15 +14,14 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from botocore.credentials import ReadOnlyCredentials
-from hypothesis import HealthCheck, given, note, settings
 from sigv4_cases import (
     SUITE_SECRET,
     Drawn,
     botocore_signed,
-    describe,
+    noted_request,
+    on_drawn_requests,
     suite_case,
     suite_case_names,
-    wire_requests,
 )
 
 from localcloud import CredentialStore, IssuedCredentials, sigv4
@@ -31,7 +30,6 @@ from localcloud.gateway_auth import IamVerifier
 from localcloud.server import Request
 
 REGION = "eu-west-1"
-EXAMPLES = 2000
 
 
 @pytest.mark.parametrize("name", suite_case_names())
@@ -88,11 +86,9 @@ def _wire(request: httpx.Request, auth_headers: dict[str, str]) -> Request:
     return Request(request.method, path, query, tuple(headers), request.content)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(drawn=wire_requests())
+@on_drawn_requests
 def test_accepts_every_request_botocore_signs(issued: Issued, drawn: Drawn) -> None:
-    request = drawn.request()
-    note(describe(drawn, request))
+    request = noted_request(drawn)
     signed = botocore_signed(
         request, issued.credentials, REGION, datetime.now(UTC), signed_headers=("host", *drawn.headers)
     )
@@ -158,4 +154,3 @@ def test_plus_is_a_space_and_an_escaped_plus_a_plus() -> None:
 
 def test_an_escape_that_is_not_utf8_keeps_its_byte() -> None:
     assert sigv4.canonical_query("k=%FF%fe") == "k=%FF%FE"
-

@@ -7,9 +7,11 @@ the cases that ran, so the table is produced by the suite, never typed by hand.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,25 @@ class Ledger:
         self, fault: str, *, runs: int, expected: int, landed: int, duplicated: int, outcome: str
     ) -> None:
         self.rows.append(Row(fault, runs, expected, landed, duplicated, outcome))
+
+    def landed_exactly_once(
+        self, fault: str, *, runs: int, records: Iterable[dict[str, Any]], expected: set[str], outcome: str
+    ) -> None:
+        """Record the case from the records that landed, then assert each expected id landed once
+        and nothing else did (recorded first, so a failing case still shows in the table)."""
+        ids = Counter(r["id"] for r in records)
+        duplicated = sum(n - 1 for n in ids.values())
+        self.record(
+            fault,
+            runs=runs,
+            expected=len(expected),
+            landed=len(set(ids) & expected),
+            duplicated=duplicated,
+            outcome=outcome,
+        )
+        missing, extra = expected - set(ids), set(ids) - expected
+        assert not missing and not extra, f"{len(missing)} ids missing, {len(extra)} unexpected"
+        assert duplicated == 0, f"{duplicated} records landed twice or more"
 
 
 _LEDGER = Ledger()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +16,14 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localcloud.stack import orders_source
 from shared import api
-from shared.config.catalog import Source, load_catalog
+from shared.config.catalog import load_catalog
 from shared.config.settings import Settings
 from shared.durable.journal import JournalStore
 from shared.errors import ConfigError, PageFormatError, UnsafeUrlError
-from shared.gateway.client import GatewayClient, RunContext
-from shared.gateway.pagination import paginator_for
-from shared.gateway.ratelimit import TokenBucket
+from shared.gateway.client import GatewayClient
 
-from fixtures import HOUR, App
+from fixtures import HOUR, App, catalog_source, gateway_client
 
 EXAMPLES = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -104,28 +101,32 @@ def post(route: str, body: Any) -> func.HttpRequest:
     return func.HttpRequest("POST", f"https://x.example/api/{route}", body=raw)
 
 
-def test_ingest_bodies(app: App, loop: asyncio.AbstractEventLoop) -> None:
+def post_drawn_bodies(
+    loop: asyncio.AbstractEventLoop,
+    start: Callable[[func.HttpRequest, Any], Awaitable[func.HttpResponse]],
+    route: str,
+    bodies: st.SearchStrategy[Any],
+) -> DurableClientDouble:
+    """Every drawn body POSTed to a starting handler, each answer checked; returns the client it used."""
     client = DurableClientDouble()
 
     @EXAMPLES
-    @given(body=ingest_bodies | raw_bodies)
+    @given(body=bodies)
     def run(body: Any) -> None:
-        check(loop.run_until_complete(api.start_ingest(post("ingest", body), client)))  # type: ignore[arg-type]
+        check(loop.run_until_complete(start(post(route, body), client)))
 
     run()
+    return client
+
+
+def test_ingest_bodies(app: App, loop: asyncio.AbstractEventLoop) -> None:
+    client = post_drawn_bodies(loop, api.start_ingest, "ingest", ingest_bodies | raw_bodies)
     # Only well-formed windows of the known source ever reached the durable client.
     assert all(i.startswith("dev-orders-") or i.startswith("dryrun-dev-orders-") for i in client.started)
 
 
 def test_backfill_bodies(app: App, loop: asyncio.AbstractEventLoop) -> None:
-    client = DurableClientDouble()
-
-    @EXAMPLES
-    @given(body=backfill_bodies | raw_bodies)
-    def run(body: Any) -> None:
-        check(loop.run_until_complete(api.start_backfill(post("backfill", body), client)))  # type: ignore[arg-type]
-
-    run()
+    post_drawn_bodies(loop, api.start_backfill, "backfill", backfill_bodies | raw_bodies)
 
 
 def test_probe_bodies(app: App) -> None:
@@ -228,19 +229,10 @@ def test_catalog_loader_only_ever_raises_config_error(tmp_path: Path) -> None:
 
 
 def _gateway_client(handler: Callable[[httpx.Request], httpx.Response]) -> GatewayClient:
-    src = Source.model_validate(
-        orders_source("https://api.example.com", pagination={"type": "next_url"}, retry={"max_attempts": 1})
-        | {"name": "orders"}
+    src = catalog_source(
+        "https://api.example.com", pagination={"type": "next_url"}, retry={"max_attempts": 1}
     )
-    return GatewayClient(
-        src,
-        paginator_for(src),
-        httpx.Client(transport=httpx.MockTransport(handler)),
-        auth=None,
-        limiter=TokenBucket(10, 10),
-        run=RunContext("run", "instance"),
-        window_params={},
-    )
+    return gateway_client(src, httpx.MockTransport(handler))
 
 
 def test_a_page_with_an_integer_over_4300_digits_is_a_page_format_error() -> None:

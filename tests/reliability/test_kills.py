@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-from collections import Counter
 from typing import Any
 
 from localcloud.stack import orders_source
@@ -36,18 +35,14 @@ def test_sigkill_at_random_points_then_resume(app: App, ledger: Any) -> None:
     gateway.latency_ms = 0
     summary = app.cli_json("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
     expected = gateway.expected_ids("/dev/orders", *HOUR)
-    ids = Counter(r["id"] for r in read_records(app.landing, PREFIX))
-    duplicated = sum(n - 1 for n in ids.values())
-    ledger.record(
+    ledger.landed_exactly_once(
         "worker SIGKILLed at random points",
         runs=kills + 1,
-        expected=len(expected),
-        landed=len(set(ids) & expected),
-        duplicated=duplicated,
+        records=read_records(app.landing, PREFIX),
+        expected=expected,
         outcome=f"{kills} kills, resumed to completion",
     )
     assert kills >= 3
-    assert set(ids) == expected and duplicated == 0
     assert summary["records"] == len(expected)
     assert verify_window(app.landing, PREFIX).ok
 
@@ -63,15 +58,11 @@ def test_killed_between_manifest_and_success_is_finished_without_refetching(app:
     assert again.runtime_status == "Completed", again.output
     assert gateway.requests == [], "every part was resumed from its checkpoint"
     assert app.landing.exists(f"{PREFIX}/_SUCCESS")
-    ids = Counter(r["id"] for r in read_records(app.landing, PREFIX))
-    expected = gateway.expected_ids("/dev/orders", *HOUR)
-    ledger.record(
+    ledger.landed_exactly_once(
         "killed between manifest and _SUCCESS",
         runs=2,
-        expected=len(expected),
-        landed=len(set(ids) & expected),
-        duplicated=sum(n - 1 for n in ids.values()),
+        records=read_records(app.landing, PREFIX),
+        expected=gateway.expected_ids("/dev/orders", *HOUR),
         outcome="finished from checkpoints, 0 requests",
     )
-    assert set(ids) == expected and max(ids.values()) == 1
     assert again.output["records"] == first.output["records"]

@@ -7,31 +7,20 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from localcloud.stack import orders_source
-from shared.config.catalog import Source
 from shared.errors import PageFormatError, UnsafeUrlError
-from shared.gateway.client import GatewayClient, RunContext
+from shared.gateway.client import GatewayClient
 from shared.gateway.pages import PagePolicyError, check_records, parse_page
-from shared.gateway.pagination import paginator_for
-from shared.gateway.ratelimit import TokenBucket
+
+from fixtures import catalog_source, gateway_client
 
 
 def client(
     handler: Callable[[httpx.Request], httpx.Response], pagination: str = "next_token"
 ) -> GatewayClient:
-    source = Source.model_validate(
-        orders_source("https://api.example.com", pagination={"type": pagination}, retry={"max_attempts": 3})
-        | {"name": "orders"}
+    source = catalog_source(
+        "https://api.example.com", pagination={"type": pagination}, retry={"max_attempts": 3}
     )
-    return GatewayClient(
-        source,
-        paginator_for(source),
-        httpx.Client(transport=httpx.MockTransport(handler)),
-        auth=None,
-        limiter=TokenBucket(100, 100),
-        run=RunContext("run", "instance"),
-        window_params={},
-    )
+    return gateway_client(source, httpx.MockTransport(handler))
 
 
 def answering(body: bytes, status: int = 200, calls: list[int] | None = None) -> GatewayClient:
@@ -93,19 +82,10 @@ def test_an_off_origin_next_link_names_page_and_request_id_but_never_its_userinf
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=body, headers={"x-amzn-requestid": "req-8"})
 
-    source = Source.model_validate(
-        orders_source("https://api.example.com", pagination={"type": "next_url", "next_url_path": "next"})
-        | {"name": "orders"}
+    source = catalog_source(
+        "https://api.example.com", pagination={"type": "next_url", "next_url_path": "next"}
     )
-    gateway = GatewayClient(
-        source,
-        paginator_for(source),
-        httpx.Client(transport=httpx.MockTransport(handler)),
-        auth=None,
-        limiter=TokenBucket(100, 100),
-        run=RunContext("run", "instance"),
-        window_params={},
-    )
+    gateway = gateway_client(source, httpx.MockTransport(handler))
     with pytest.raises(UnsafeUrlError) as failed:
         gateway.fetch(None, 5)
     message = str(failed.value)

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from botocore.credentials import ReadOnlyCredentials
-from hypothesis import HealthCheck, given, note, settings
 from sigv4_cases import (
     AUTH_HEADERS,
     SUITE_REGION,
@@ -26,10 +25,10 @@ from sigv4_cases import (
     SUITE_TIME,
     Drawn,
     botocore_signed,
-    describe,
+    noted_request,
+    on_drawn_requests,
     suite_case,
     suite_case_names,
-    wire_requests,
 )
 
 from localcloud.stack import orders_source
@@ -42,7 +41,6 @@ CREDENTIALS = ReadOnlyCredentials("ASIAEXAMPLEEXAMPLE12", "secret/with+chars=", 
 # What the app signs, by design: the headers it sets itself, never transport headers a proxy
 # or httpx may add or change. Handed to botocore as the only headers, since it signs all.
 APP_SIGNED = ("host", "content-type", "x-api-key", "x-correlation-id")
-EXAMPLES = 2000
 
 URLS = [
     "https://abc.execute-api.eu-west-1.amazonaws.com/dev/orders",
@@ -91,11 +89,9 @@ def test_the_clock_is_read_when_no_instant_is_given() -> None:
     )["Authorization"]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(drawn=wire_requests())
+@on_drawn_requests
 def test_byte_equal_to_botocore_on_drawn_requests(drawn: Drawn) -> None:
-    request = drawn.request()
-    note(describe(drawn, request))
+    request = noted_request(drawn)
     expected = botocore_signed(request, drawn.credentials, drawn.region, drawn.moment, APP_SIGNED)
 
     assert signed_by_us(request, drawn.credentials, drawn.region, drawn.moment) == expected

@@ -8,21 +8,18 @@ import httpx
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from localcloud.stack import orders_source
 from shared.config.catalog import Source
 from shared.config.pagination import Pagination
 from shared.errors import UnsafeUrlError
-from shared.gateway.client import GatewayClient, RunContext
 from shared.gateway.pagination import MalformedPage, PageContext, paginator_for
-from shared.gateway.ratelimit import TokenBucket
+
+from fixtures import catalog_source, gateway_client
 
 URL = "https://api.example.com/dev/orders?limit=2"
 
 
 def source(**pagination: Any) -> Source:
-    return Source.model_validate(
-        orders_source("https://api.example.com", pagination=pagination) | {"name": "orders"}
-    )
+    return catalog_source("https://api.example.com", pagination=pagination)
 
 
 def page(body: Any, cursor: str | None = None, link: str | None = None) -> PageContext:
@@ -131,16 +128,7 @@ def test_a_field_of_another_style_is_refused_naming_the_style_it_belongs_to() ->
     ],
 )
 def test_the_origin_check_allows_only_the_catalog_s_scheme_host_and_port(url: str, allowed: bool) -> None:
-    src = source(type="next_url")
-    client = GatewayClient(
-        src,
-        paginator_for(src),
-        httpx.Client(),
-        auth=None,
-        limiter=TokenBucket(10, 10),
-        run=RunContext("run", "instance"),
-        window_params={},
-    )
+    client = gateway_client(source(type="next_url"))
     if allowed:
         client._check_origin(url)
     else:

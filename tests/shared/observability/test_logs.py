@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,7 +36,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from localcloud import Fault
-from localcloud.stack import FOREIGN_CREDENTIAL_VARS
 from shared import runtime
 from shared.gateway.client import RunContext
 from shared.ingest.payloads import FetchPartInput, FinalizeInput, IngestState, PlanInput
@@ -105,6 +104,17 @@ class FakeSource:
     name: str = "orders"
     method: str = "GET"
     endpoint: str = "https://api.example/dev/orders"
+
+
+@dataclass
+class FakeAttempts:
+    count: int
+
+
+@dataclass
+class FakePage:
+    records: list[Any]
+    size: int
 
 
 # --- spans and counters ------------------------------------------------------------------------
@@ -250,16 +260,8 @@ def test_a_connection_string_the_exporter_refuses_turns_telemetry_off_not_ingest
 
 
 def test_telemetry_off_costs_next_to_nothing_per_page() -> None:
-    @dataclass
-    class Attempts:
-        count: int = 1
-
-    @dataclass
-    class Page:
-        records: list[Any] = field(default_factory=lambda: [{}] * 100)
-        size: int = 1000
-
-    source, run, attempts, page = FakeSource(), RunContext("run", "instance"), Attempts(), Page()
+    source, run = FakeSource(), RunContext("run", "instance")
+    attempts, page = FakeAttempts(1), FakePage([{}] * 100, 1000)
     rounds = 20_000
     started = time.perf_counter()
     for number in range(rounds):
@@ -461,11 +463,6 @@ def test_the_status_line_steps_aside_for_log_lines() -> None:
 # --- the command line --------------------------------------------------------------------------
 
 
-def _cli_env(app: App, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_CREDENTIAL_VARS}
-    return {**env, **app.env, **extra}
-
-
 def test_cli_json_logs_and_periodic_progress_with_verbose(app: App) -> None:
     app.set_env(LOG_FORMAT="json")
     result = app.cli(
@@ -499,7 +496,7 @@ def test_cli_shows_a_status_line_on_a_terminal_and_erases_it(app: App) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "shared", "ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1]],
         cwd=REPO,
-        env=_cli_env(app),
+        env=app._process_env(),
         stdout=subprocess.PIPE,
         stderr=terminal,
         text=True,
@@ -526,24 +523,15 @@ def test_cli_shows_a_status_line_on_a_terminal_and_erases_it(app: App) -> None:
 def test_progress_reports_only_what_happened_inside_it(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @dataclass
-    class Attempts:
-        count: int = 2
-
-    @dataclass
-    class Page:
-        records: list[Any] = field(default_factory=lambda: [{}] * 10)
-        size: int = 10
-
     monkeypatch.setattr(telemetry, "_console", ConsoleHandler(io.StringIO()))  # not a terminal
-    with tracing.page_span(FakeSource(), 1, RunContext("r", "i"), Attempts()) as before:
-        before.fetched(Page())  # before progress starts: not reported
+    with tracing.page_span(FakeSource(), 1, RunContext("r", "i"), FakeAttempts(2)) as before:
+        before.fetched(FakePage([{}] * 10, 10))  # before progress starts: not reported
     with (
         caplog.at_level(logging.INFO, logger="shared.observability.progress"),
         reporting(periodic_seconds=60),
-        tracing.page_span(FakeSource(), 1, RunContext("r", "i"), Attempts()) as traced,
+        tracing.page_span(FakeSource(), 1, RunContext("r", "i"), FakeAttempts(2)) as traced,
     ):
-        traced.fetched(Page())
+        traced.fetched(FakePage([{}] * 10, 10))
     [line] = [r.getMessage() for r in caplog.records if r.name == "shared.observability.progress"]
     assert line.startswith("progress: 10 records, 1 pages (") and "1 retries (0 throttled)" in line
     assert describe(otel_setup.Totals(landed_bytes=3 * 1024 * 1024), 61.0).endswith("(3.0 MiB), 1:01")

@@ -267,23 +267,19 @@ class GatewayClient:
         try:
             document = parse_page(body)
         except PagePolicyError as exc:
-            raise PageFormatError(
-                str(exc), source=self._source.name, page=number, request_id=request_id
-            ) from None
+            raise self._bad_page(str(exc), number, request_id) from None
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise PageFormatError(
+            raise self._bad_page(
                 f"page body is not valid JSON ({first_line(exc)}; {len(body)} bytes received)",
-                source=self._source.name,
-                page=number,
-                request_id=request_id,
+                number,
+                request_id,
                 retryable=True,
             ) from None
         except ValueError as exc:  # Python's int max_str_digits guard: the number cannot land exactly
-            raise PageFormatError(
+            raise self._bad_page(
                 f"page holds an integer too long to convert exactly ({first_line(exc).split(';')[0]})",
-                source=self._source.name,
-                page=number,
-                request_id=request_id,
+                number,
+                request_id,
             ) from None
         try:
             records, next_cursor = self._paginator.parse(
@@ -291,9 +287,7 @@ class GatewayClient:
             )
             check_records(records)
         except (MalformedPage, PagePolicyError) as exc:
-            raise PageFormatError(
-                str(exc), source=self._source.name, page=number, request_id=request_id
-            ) from None
+            raise self._bad_page(str(exc), number, request_id) from None
         if next_cursor is not None and self._source.pagination.type in _URL_CURSORS:
             self._check_origin(next_cursor, number, request_id)
         log.info(
@@ -380,11 +374,8 @@ class GatewayClient:
         request_id = _request_id(response)
 
         def too_big(what: str) -> PageFormatError:
-            return PageFormatError(
-                f"page {what} the {cap}-byte cap (pagination.max_page_bytes)",
-                source=self._source.name,
-                page=number,
-                request_id=request_id,
+            return self._bad_page(
+                f"page {what} the {cap}-byte cap (pagination.max_page_bytes)", number, request_id
             )
 
         declared = response.headers.get("content-length")
@@ -416,11 +407,10 @@ class GatewayClient:
                 request_id=request_id,
             ) from None
         except zlib.error as exc:
-            raise PageFormatError(
+            raise self._bad_page(
                 f"page body is not valid {response.headers.get('content-encoding')} ({exc})",
-                source=self._source.name,
-                page=number,
-                request_id=request_id,
+                number,
+                request_id,
                 retryable=True,
             ) from None
         return b"".join(chunks)
@@ -440,12 +430,11 @@ class GatewayClient:
                 if codings[0] == "br"
                 else "an unsupported content coding"
             )
-            raise PageFormatError(
+            raise self._bad_page(
                 f"page refused: Content-Encoding {', '.join(codings)!r} is {reason}; "
                 "accepted: one layer of gzip or deflate",
-                source=self._source.name,
-                page=number,
-                request_id=request_id,
+                number,
+                request_id,
             )
         return _Inflater(_DECODERS[codings[0]], raw_fallback=codings[0] == "deflate")
 
@@ -477,6 +466,14 @@ class GatewayClient:
 
     def _error(self, message: str, number: int, **kw: Any) -> GatewayError:
         return GatewayError(message, source=self._source.name, page=number, **kw)
+
+    def _bad_page(
+        self, message: str, number: int, request_id: str | None, *, retryable: bool = False
+    ) -> PageFormatError:
+        """A page that is not what the catalog says, named by source, page and request id."""
+        return PageFormatError(
+            message, source=self._source.name, page=number, request_id=request_id, retryable=retryable
+        )
 
     def _log_retry(self, state: tenacity.RetryCallState, number: int) -> None:
         exc = state.outcome.exception() if state.outcome else None

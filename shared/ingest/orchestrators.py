@@ -24,6 +24,7 @@ from shared.ingest.payloads import (
     FetchPartResult,
     FinalizeInput,
     IngestState,
+    Placement,
     PlanInput,
     PlanResult,
 )
@@ -74,12 +75,8 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
         )
         if plan.complete and plan.summary is not None:
             return plan.summary
-        state.planned = True
-        state.prefix = plan.prefix
-        state.generation, state.folder = plan.generation, plan.folder
-        state.previous_folder, state.manifest_etag = plan.previous_folder, plan.manifest_etag
-        state.claimed = plan.claimed
-        state.segments = plan.segments
+        state = state.model_copy(update={name: getattr(plan, name) for name in Placement.model_fields})
+        state.planned, state.prefix = True, plan.prefix
         state.part_count, state.records = plan.resumed_parts, plan.resumed_records
         state.started_at = isoformat(context.current_utc_datetime)
 

@@ -46,7 +46,18 @@ class Segment(_Edge):
     trail: dict[str, Any] | None = None
 
 
-class IngestState(_Edge):
+class Placement(_Edge):
+    """Where a window lands, as plan_window decides it and the run then carries it."""
+
+    generation: int = 1
+    folder: str = ""
+    previous_folder: str | None = None
+    manifest_etag: str | None = None
+    claimed: bool = False
+    segments: list[Segment] = Field(default_factory=list)
+
+
+class IngestState(Placement):
     """The ingest orchestrator's input, carried across continue_as_new."""
 
     source: str
@@ -65,12 +76,6 @@ class IngestState(_Edge):
     # Progress, checkpointed in history:
     planned: bool = False
     prefix: str | None = None
-    generation: int = 1
-    folder: str = ""
-    previous_folder: str | None = None
-    manifest_etag: str | None = None
-    claimed: bool = False
-    segments: list[Segment] = Field(default_factory=list)
     max_parallel_segments: int = 1
     #: Counted, not listed: each part's manifest entry lives in its checkpoint (blob metadata),
     #: and finalize reads them back, so the state stays small however many parts a window has.
@@ -124,16 +129,10 @@ class PlanInput(Correlated):
     owner: str | None = None
 
 
-class PlanResult(_Edge):
+class PlanResult(Placement):
     prefix: str
     complete: bool
     summary: dict[str, Any] | None = None
-    generation: int = 1
-    folder: str = ""
-    previous_folder: str | None = None
-    manifest_etag: str | None = None
-    claimed: bool = False
-    segments: list[Segment] = Field(default_factory=list)
     #: How many parts (and records) earlier attempts committed: counts, the entries stay in blobs.
     resumed_parts: int = 0
     resumed_records: int = 0

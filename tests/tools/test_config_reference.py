@@ -16,30 +16,14 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from shared.config.auth import AwsIamAuth, NoAuth
 from shared.config.catalog import Output, RateLimit, RetryPolicy, Source, WindowMapping
-from shared.config.pagination import (
-    CursorPagination,
-    LinkHeaderPagination,
-    NextTokenPagination,
-    NextUrlPagination,
-    OffsetPagination,
-    PageNumberPagination,
-    Pagination,
-    SinglePage,
-)
+from shared.config.pagination import NextTokenPagination, Pagination
 from shared.config.settings import APP_ROOT, Settings
 from tools import config_reference as reference
 
 DOC = APP_ROOT / "docs" / "CONFIGURATION.md"
 REGENERATE = ".venv/bin/python -m tools.config_reference > docs/CONFIGURATION.md"
-PAGINATION_STYLES = [
-    NextTokenPagination,
-    NextUrlPagination,
-    LinkHeaderPagination,
-    OffsetPagination,
-    PageNumberPagination,
-    CursorPagination,
-    SinglePage,
-]
+# The styles the catalog accepts, read off the Pagination union itself (not the generator's walk).
+PAGINATION_STYLES: list[type[BaseModel]] = list(get_args(get_args(Pagination)[0]))
 
 
 def _reachable(model: type[BaseModel]) -> list[type[BaseModel]]:

@@ -13,16 +13,8 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+import sigv4_cases as cases
 from botocore.credentials import ReadOnlyCredentials
-from sigv4_cases import (
-    SUITE_SECRET,
-    Drawn,
-    botocore_signed,
-    noted_request,
-    on_drawn_requests,
-    suite_case,
-    suite_case_names,
-)
 
 from localcloud import CredentialStore, IssuedCredentials, sigv4
 from localcloud.errors import ApiGatewayError
@@ -32,9 +24,9 @@ from localcloud.server import Request
 REGION = "eu-west-1"
 
 
-@pytest.mark.parametrize("name", suite_case_names())
+@pytest.mark.parametrize("name", cases.suite_case_names())
 def test_aws_suite_case(name: str) -> None:
-    case = suite_case(name)
+    case = cases.suite_case(name)
     # The .sreq of get-vanilla-with-session-token carries get-vanilla's signature (a slip in
     # the suite); its .authz, from which the .sts and signature follow, is the reference.
     signed = replace(
@@ -53,7 +45,7 @@ def test_aws_suite_case(name: str) -> None:
         payload_hash=hashlib.sha256(signed.body).hexdigest(),
         auth=auth,
         amz_date=amz_date,
-        secret_access_key=SUITE_SECRET,
+        secret_access_key=cases.SUITE_SECRET,
     )
 
     assert expected.canonical_request == case.canonical_request
@@ -86,10 +78,10 @@ def _wire(request: httpx.Request, auth_headers: dict[str, str]) -> Request:
     return Request(request.method, path, query, tuple(headers), request.content)
 
 
-@on_drawn_requests
-def test_accepts_every_request_botocore_signs(issued: Issued, drawn: Drawn) -> None:
-    request = noted_request(drawn)
-    signed = botocore_signed(
+@cases.on_drawn_requests
+def test_accepts_every_request_botocore_signs(issued: Issued, drawn: cases.Drawn) -> None:
+    request = cases.noted_request(drawn)
+    signed = cases.botocore_signed(
         request, issued.credentials, REGION, datetime.now(UTC), signed_headers=("host", *drawn.headers)
     )
 
@@ -113,7 +105,9 @@ def _text_sorted(canonical_query: str) -> str:
 )
 def test_refuses_a_signature_over_k_v_strings_sorted_as_text(issued: Issued, query: str) -> None:
     request = httpx.Request("GET", f"https://api.example.com/dev/orders?{query}")
-    signed = botocore_signed(request, issued.credentials, REGION, datetime.now(UTC), signed_headers=("host",))
+    signed = cases.botocore_signed(
+        request, issued.credentials, REGION, datetime.now(UTC), signed_headers=("host",)
+    )
     issued.verifier.verify(_wire(request, signed))  # botocore's order is accepted
     auth = sigv4.parse_authorization(signed["Authorization"])
     right = sigv4.expected_signature(

@@ -205,10 +205,11 @@ def backfill_orchestrator(context: df.DurableOrchestrationContext) -> Generator[
         context.continue_as_new(state.model_dump())
         return {}
     summary = _backfill_summary(context, state)
-    if state.failed:
+    if state.counts.failed:
         first = state.failures[0]
         raise RunFailed(
-            f"{state.failed} of {state.count} windows failed; first: {first.window['from']}: {first.error}; "
+            f"{state.counts.failed} of {state.count} windows failed; "
+            f"first: {first.window['from']}: {first.error}; "
             f"every outcome is in {state.manifest}/; rerun the backfill to retry only those"
         )
     return summary
@@ -232,34 +233,23 @@ def _window_outcome(index: int, window: Window, result: Any) -> dict[str, Any]:
 
 
 def _count(state: BackfillState, outcome: dict[str, Any]) -> None:
-    state.done += 1
-    if outcome["status"] == "failed":
-        state.failed += 1
-        if len(state.failures) < MAX_LISTED_FAILURES:
-            state.failures.append(
-                BackfillFailure(index=outcome["index"], window=outcome["window"], error=outcome["error"])
-            )
-    elif outcome["status"] == "skipped-already-landed":
-        state.skipped += 1
-    else:
-        state.landed += 1
-    state.records += int(outcome.get("records") or 0)
+    state.counts.add(outcome["status"], int(outcome.get("records") or 0))
+    if outcome["status"] == "failed" and len(state.failures) < MAX_LISTED_FAILURES:
+        state.failures.append(
+            BackfillFailure(index=outcome["index"], window=outcome["window"], error=outcome["error"])
+        )
 
 
 def _backfill_progress(context: df.DurableOrchestrationContext, state: BackfillState) -> dict[str, Any]:
     """Counters, rate and ETA; from the orchestration clock only, so replays compute the same."""
     now = context.current_utc_datetime
     elapsed = (now - parse_instant(state.started_at, "startedAt")).total_seconds()
-    rate = state.done / elapsed if elapsed > 0 else None
-    remaining = state.count - state.done
+    rate = state.counts.done / elapsed if elapsed > 0 else None
+    remaining = state.count - state.counts.done
     eta = None if rate is None or not rate else now + timedelta(seconds=remaining / rate)
     return {
         "windows": state.count,
-        "done": state.done,
-        "landed": state.landed,
-        "skipped": state.skipped,
-        "failed": state.failed,
-        "records": state.records,
+        **state.counts.model_dump(),
         "windowsPerSecond": round(rate, 3) if rate is not None else None,
         "etaSeconds": round(remaining / rate) if rate else None,
         "eta": isoformat(eta) if eta is not None else None,

@@ -146,6 +146,27 @@ class BackfillFailure(_Edge):
     error: str
 
 
+class BackfillCounts(_Edge):
+    """How many windows a backfill finished, by outcome, and the records they landed."""
+
+    done: int = 0
+    landed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    records: int = 0
+
+    def add(self, status: str, records: int) -> None:
+        """Count one finished window."""
+        self.done += 1
+        if status == "failed":
+            self.failed += 1
+        elif status == "skipped-already-landed":
+            self.skipped += 1
+        else:
+            self.landed += 1
+        self.records += records
+
+
 class BackfillState(_Edge):
     """The backfill orchestrator's input, carried across continue_as_new: bounded whatever the range.
 
@@ -167,11 +188,7 @@ class BackfillState(_Edge):
     # Progress, checkpointed across executions:
     next_index: int = 0
     batch: int = 0
-    done: int = 0
-    landed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    records: int = 0
+    counts: BackfillCounts = Field(default_factory=BackfillCounts)
     failures: list[BackfillFailure] = Field(default_factory=list)
     started_at: str | None = None
 

@@ -28,7 +28,7 @@ from shared.ingest.start import prepare_backfill, prepare_ingest
 from shared.ingest.window import Window
 from shared.landing.verify import verify_window
 from shared.observability import progress
-from shared.observability.logs import configure_logging
+from shared.observability.logs import JsonFormatter, configure_logging, log_format_from_env
 from shared.observability.redaction import redact
 from shared.probe import probe
 from shared.runtime import Runtime, current
@@ -241,5 +241,10 @@ def _print(document: Any) -> None:
 
 
 def _fail(message: str) -> None:
-    first_line = " ".join(str(message).split())
-    sys.stderr.write(f"error: {redact(first_line)}\n")
+    """The one line a failure prints: text, or under LOG_FORMAT=json a JSON object like every log line."""
+    first_line = redact(" ".join(str(message).split()))
+    if log_format_from_env() == "json":
+        record = logging.LogRecord(__name__, logging.ERROR, __file__, 0, first_line, None, None)
+        sys.stderr.write(JsonFormatter().format(record) + "\n")
+    else:
+        sys.stderr.write(f"error: {first_line}\n")

@@ -50,7 +50,8 @@ def activity(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[s
         except BridgeError as exc:
             if exc.retryable:
                 raise
-            log.error("%s failed permanently: %s", fn.__name__, exc)
+            # A warning, not an error: the run's own failure reports it (once, on the CLI's stderr).
+            log.warning("%s failed permanently: %s", fn.__name__, exc)
             return {FAILURE: str(exc)}
 
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -184,3 +185,16 @@ def test_a_run_killed_mid_page_resumes_and_lands_every_record_exactly_once(app: 
     assert summary["records"] == 3600 and len(summary["parts"]) == 4
     assert len(served_before) >= 2000  # the first run really got that far
     assert verify_window(app.landing, summary["prefix"]).ok
+
+
+def test_a_permanent_failure_is_one_line_in_text_and_in_json(app: App) -> None:
+    """The activity's own report of a refused page stays a warning: stderr holds the run's line only."""
+    app.stack.cloud.gateway.inject(Fault("status", status=403), times=10)
+    text = app.cli("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    assert text.returncode == 1
+    [line] = text.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "HTTP 403" in line and "page=1" in line
+    app.set_env(LOG_FORMAT="json")
+    structured = app.cli("ingest", "--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
+    [document] = [json.loads(raw) for raw in structured.stderr.strip().splitlines()]
+    assert document["level"] == "ERROR" and "HTTP 403" in document["message"]

@@ -1,7 +1,6 @@
 """The API Gateway client: a window's pages, each rate-limited, retried, correlated and size-capped.
 
-`pages()` walks from a cursor with the loop guards (the page cap, a cursor the API already
-returned); `fetch()` gets one page.
+`pages()` walks from a cursor with the loop guards (shared.gateway.walk); `fetch()` gets one page.
 
 Retries (tenacity) cover 429, 502/503/504 (500 when the source opts in), transport errors and
 pages that fail to parse; Retry-After is honoured, otherwise exponential backoff with full
@@ -10,7 +9,6 @@ jitter. Every attempt goes back through the httpx Auth flow, so it is signed afr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -26,12 +24,14 @@ import httpx
 import tenacity
 
 from shared.config.catalog import Source
-from shared.errors import GatewayError, PageFormatError, PaginationError, UnsafeUrlError, first_line
+from shared.errors import GatewayError, PageFormatError, UnsafeUrlError, first_line
 from shared.gateway.auth import GatewayAuth
-from shared.gateway.pages import PagePolicyError, check_records, parse_page
+from shared.gateway.decoding import RefusedEncoding, decoder_for, identity
+from shared.gateway.pages import Page, PagePolicyError, check_records, parse_page
 from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, Paginator
 from shared.gateway.ratelimit import Permit, TokenBucket
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
+from shared.gateway.walk import PageWalk
 from shared.observability import otel, tracing
 from shared.observability.redaction import redact
 
@@ -40,14 +40,6 @@ log = logging.getLogger(__name__)
 _RETRYABLE_STATUS = {429, 502, 503, 504}
 _URL_CURSORS = ("next_url", "link_header")
 _REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-apigw-id")
-# One content-coding layer at most, of these (zlib wbits: gzip framing, zlib framing). br would
-# need the brotli package, which is not a dependency: it is refused by name instead.
-_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-# Decoded bytes produced per step: the page cap is checked between steps, so a bomb costs at
-# most the cap plus one step of memory.
-_DECODE_STEP = 256 * 1024
-
-
 @dataclass(frozen=True)
 class RunContext:
     """Who is asking: carried on every request and log line so AWS-side logs can be joined."""
@@ -63,124 +55,11 @@ class RunContext:
 
 
 @dataclass
-class Page:
-    """One fetched page."""
-
-    number: int
-    records: list[Any]
-    next_cursor: str | None
-    request_id: str | None
-    size: int
-    attempts: int = 1
-
-
-@dataclass
 class _Attempts:
     count: int = 0
     reasons: list[str] = field(default_factory=list)
     #: When retry.max_elapsed_seconds runs out (monotonic): no attempt runs past it.
     budget_end: float = math.inf
-
-
-@dataclass
-class CursorTrail:
-    """Brent's cycle detection over a window's next cursors, carried from part to part.
-
-    Bounded memory (one saved cursor digest), so a cursor sequence that cycles with any period
-    is caught within about twice (lead-in + period) pages, however the window is cut into parts.
-    """
-
-    power: int = 1
-    steps: int = 1
-    saved: str | None = None
-    saved_page: int = 0
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> CursorTrail:
-        return cls(**data) if data else cls()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"power": self.power, "steps": self.steps, "saved": self.saved, "saved_page": self.saved_page}
-
-    def step(self, cursor: str, page: int) -> int | None:
-        """Record the next cursor page `page` returned; the earlier page that returned it, if any."""
-        digest = hashlib.sha256(cursor.encode()).hexdigest()[:32]
-        if digest == self.saved:
-            return self.saved_page
-        if self.steps == self.power:
-            self.saved, self.saved_page = digest, page
-            self.power, self.steps = self.power * 2, 0
-        self.steps += 1
-        return None
-
-
-class PageWalk:
-    """Pages from a cursor until the window is exhausted, `max_pages` are fetched or `enough()`.
-
-    Iterate it; afterwards `next_cursor`, `done`, `last_page` (the window-wide number of the last
-    page fetched) and `fetched` say where the walk stands, for the next part to go on from.
-    """
-
-    def __init__(
-        self,
-        client: GatewayClient,
-        cursor: str | None,
-        *,
-        after_page: int,
-        max_pages: int,
-        enough: Callable[[], bool],
-        trail: dict[str, Any] | None = None,
-    ) -> None:
-        self._client = client
-        self._max_pages = max_pages
-        self._enough = enough
-        self._trail = CursorTrail.from_json(trail)
-        self.next_cursor = cursor
-        self.last_page = after_page
-        self.fetched = 0
-        self.done = False
-
-    def __iter__(self) -> Iterator[Page]:
-        source = self._client.source
-        seen = {self.next_cursor}
-        while self.fetched < self._max_pages and not self._enough():
-            number = self.last_page + 1
-            if number > source.pagination.max_pages:
-                raise PaginationError(
-                    f"window needs more than {source.pagination.max_pages} pages (pagination.max_pages); "
-                    "a looping API or a window that should be split",
-                    source=source.name,
-                    page=number,
-                )
-            page = self._client.fetch(self.next_cursor, number)
-            self.last_page, self.fetched = number, self.fetched + 1
-            yield page
-            if page.next_cursor is None or (not page.records and source.pagination.stop_on_empty_page):
-                self.done, self.next_cursor = True, None
-                return
-            if page.next_cursor in seen:
-                raise PaginationError(
-                    "the API returned a next cursor it already returned; refusing to loop",
-                    source=source.name,
-                    page=number,
-                    request_id=page.request_id,
-                )
-            earlier = self._trail.step(page.next_cursor, number)
-            if earlier is not None:
-                raise PaginationError(
-                    f"page {number} returned the same next cursor as page {earlier}: the API's cursors "
-                    "cycle; refusing to loop",
-                    source=source.name,
-                    page=number,
-                    request_id=page.request_id,
-                )
-            seen.add(page.next_cursor)
-            self.next_cursor = page.next_cursor
-
-    @property
-    def trail(self) -> dict[str, Any]:
-        """The cycle detector's state, for the next part's walk to go on with."""
-        return self._trail.to_json()
 
 
 class GatewayClient:
@@ -385,7 +264,7 @@ class GatewayClient:
         # A response built in memory (httpx.MockTransport with bytes) arrives read and decoded.
         raw_chunks = [response.content] if response.is_stream_consumed else response.iter_raw()
         if response.is_stream_consumed:
-            decoder = _identity
+            decoder = identity
         chunks: list[bytes] = []
         total = 0
         try:
@@ -395,7 +274,7 @@ class GatewayClient:
                 for piece in decoder(raw):
                     total += len(piece)
                     if total > cap:
-                        raise too_big("is larger than" if decoder is _identity else "decodes to more than")
+                        raise too_big("is larger than" if decoder is identity else "decodes to more than")
                     chunks.append(piece)
         except httpx.TimeoutException as exc:
             raise self._timed_out(type(exc).__name__, number, attempts, request_id) from None
@@ -418,25 +297,10 @@ class GatewayClient:
     def _decoder(
         self, response: httpx.Response, number: int, request_id: str | None
     ) -> Callable[[bytes], Iterator[bytes]]:
-        codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
-        codings = [c for c in codings if c and c != "identity"]
-        if not codings:
-            return _identity
-        if len(codings) > 1 or codings[0] not in _DECODERS:
-            reason = (
-                "more than one content-coding layer"
-                if len(codings) > 1
-                else "br, which needs the brotli package (not installed)"
-                if codings[0] == "br"
-                else "an unsupported content coding"
-            )
-            raise self._bad_page(
-                f"page refused: Content-Encoding {', '.join(codings)!r} is {reason}; "
-                "accepted: one layer of gzip or deflate",
-                number,
-                request_id,
-            )
-        return _Inflater(_DECODERS[codings[0]], raw_fallback=codings[0] == "deflate")
+        try:
+            return decoder_for(response.headers.get("content-encoding", ""))
+        except RefusedEncoding as exc:
+            raise self._bad_page(str(exc), number, request_id) from None
 
     def _check_status(
         self, response: httpx.Response, body: bytes, number: int, request_id: str | None, permit: Permit
@@ -516,30 +380,3 @@ def _error_message(body: bytes) -> str:
         text = body[:4096].decode("utf-8", "replace")
     # Redacted before it is cut: a secret cut in half is no longer one the scrubber knows.
     return redact(" ".join(text.split()))[:300] or "(empty body)"
-
-
-def _identity(raw: bytes) -> Iterator[bytes]:
-    yield raw
-
-
-class _Inflater:
-    """One layer of gzip or deflate, decoded at most _DECODE_STEP bytes at a time."""
-
-    def __init__(self, wbits: int, *, raw_fallback: bool) -> None:
-        self._inflate = zlib.decompressobj(wbits)
-        # "deflate" means zlib framing, but some servers send raw deflate (httpx accepts both).
-        self._raw_fallback = raw_fallback
-
-    def __call__(self, raw: bytes) -> Iterator[bytes]:
-        if self._raw_fallback:
-            self._raw_fallback = False
-            try:
-                zlib.decompressobj(zlib.MAX_WBITS).decompress(raw[:64], 1)
-            except zlib.error:
-                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-        data = raw
-        while data:
-            piece = self._inflate.decompress(data, _DECODE_STEP)
-            if piece:
-                yield piece
-            data = self._inflate.unconsumed_tail

@@ -15,6 +15,7 @@ What a page may hold is decided here, once (README, "What lands"):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -49,3 +50,15 @@ def check_records(records: list[Any]) -> None:
         if not isinstance(record, dict):
             kind = "null" if record is None else type(record).__name__
             raise PagePolicyError(f"record {index} of the page is a JSON {kind}, not an object")
+
+
+@dataclass
+class Page:
+    """One fetched page."""
+
+    number: int
+    records: list[Any]
+    next_cursor: str | None
+    request_id: str | None
+    size: int
+    attempts: int = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.gateway.client import CursorTrail
+from shared.gateway.walk import CursorTrail
 from shared.ingest import layout
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)

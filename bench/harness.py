@@ -70,6 +70,7 @@ class Run:
     summary: dict[str, Any]
     peak_rss_mb: float
     in_process_seconds: float | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Proc:
     peak_rss_mb: float
     result: dict[str, Any] | None
     error: str | None
+    cpu_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def run_process(
     if finished.returncode != 0 or result is None or "error" in result:
         reason = (result or {}).get("error") or _last_line(finished.err) or "no output"
         error = f"exit {finished.returncode}: {reason}"
-    return Proc(finished.seconds, finished.peak_rss_mb, result, error)
+    return Proc(finished.seconds, finished.peak_rss_mb, result, error, finished.cpu_seconds)
 
 
 @dataclass
@@ -154,6 +156,8 @@ class Finished:
     returncode: int
     out: str
     err: str
+    #: user + sys of that process (and any children it waited for): what a consumption plan bills.
+    cpu_seconds: float = 0.0
 
 
 def spawn(command: Sequence[str], env: Mapping[str, str], cwd: Path = REPO, timeout: float = 900) -> Finished:
@@ -169,7 +173,10 @@ def spawn(command: Sequence[str], env: Mapping[str, str], cwd: Path = REPO, time
         watchdog = threading.Timer(timeout, process.kill)
         watchdog.start()
         try:
-            process.wait()
+            # wait4, not wait: its rusage carries the child's CPU time (its ru_maxrss is not
+            # trusted, see _PeakRss).
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
         finally:
             watchdog.cancel()
         seconds = time.perf_counter() - started
@@ -181,6 +188,7 @@ def spawn(command: Sequence[str], env: Mapping[str, str], cwd: Path = REPO, time
             process.returncode,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
+            usage.ru_utime + usage.ru_stime,
         )
 
 
@@ -245,7 +253,13 @@ def run_ingest(
     if finished.returncode != 0 or not finished.out.strip():
         raise RuntimeError(f"ingest failed: {_last_line(finished.err) or 'no output'}")
     summary = json.loads(finished.out)
-    return Run(finished.seconds, summary, finished.peak_rss_mb, _manifest_seconds(stack, summary))
+    return Run(
+        finished.seconds,
+        summary,
+        finished.peak_rss_mb,
+        _manifest_seconds(stack, summary),
+        finished.cpu_seconds,
+    )
 
 
 def _manifest_seconds(stack: Stack, summary: dict[str, Any]) -> float | None:

@@ -92,6 +92,7 @@ class Result:
     run: float | None = None
     peak_rss_mb: float | None = None
     error: str | None = None
+    cpu_seconds: float | None = None
     notes: list[str] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
 
@@ -112,7 +113,13 @@ def run_ceiling(stack: Stack, scenario: Scenario, route: str, timeout: float) ->
     if scenario.rate:
         command += [f"--pace={scenario.rate}", f"--burst={scenario.burst}"]
     proc = run_process(command, client_env(stack), timeout=timeout)
-    result = Result("ceiling", wall=proc.seconds, peak_rss_mb=proc.peak_rss_mb, error=proc.error)
+    result = Result(
+        "ceiling",
+        wall=proc.seconds,
+        peak_rss_mb=proc.peak_rss_mb,
+        error=proc.error,
+        cpu_seconds=proc.cpu_seconds,
+    )
     if proc.result and not proc.error:
         result.records, result.run = int(proc.result["records"]), float(proc.result["seconds"])
     return result
@@ -139,6 +146,7 @@ def run_ours(stack: Stack, scenario: Scenario, round_: int, timeout: float) -> R
     except RuntimeError as exc:
         return Result("ours", error=str(exc))
     result = Result("ours", int(run.summary["records"]), run.seconds, run.in_process_seconds, run.peak_rss_mb)
+    result.cpu_seconds = run.cpu_seconds
     result.notes.append(f"{len(run.summary['parts'])} parts")
     if run.in_process_seconds is None:
         result.notes.append("manifest times unreadable: run = wall")
@@ -187,7 +195,13 @@ def run_peer(stack: Stack, scenario: Scenario, round_: int, install: bool, timeo
         f"--work={work / 'pipelines'}",
     ]
     proc = run_process(command, env, cwd=work, timeout=timeout)
-    result = Result("peer", wall=proc.seconds, peak_rss_mb=proc.peak_rss_mb, error=proc.error)
+    result = Result(
+        "peer",
+        wall=proc.seconds,
+        peak_rss_mb=proc.peak_rss_mb,
+        error=proc.error,
+        cpu_seconds=proc.cpu_seconds,
+    )
     if proc.result and not proc.error:
         result.records, result.run = int(proc.result["records"]), float(proc.result["seconds"])
         steps = proc.result.get("steps", {})
@@ -260,12 +274,13 @@ def throughput_table(results: list[Result]) -> str:
             "x ceiling",
             "x peer",
             "peak RSS MB",
+            "CPU s / M rec",
             "notes",
         )
     ]
     for r in results:
         if r.error is not None or r.records is None or not r.wall or not r.run:
-            rows.append((r.client, *["-"] * 11, f"FAILED: {r.error}"))
+            rows.append((r.client, *["-"] * 12, f"FAILED: {r.error}"))
             continue
         rows.append(
             (
@@ -281,6 +296,7 @@ def throughput_table(results: list[Result]) -> str:
                 _ratio(r, by_name.get("ceiling"), "wall"),
                 _ratio(r, by_name.get("peer"), "wall") if r.client == "ours" else "-",
                 f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb else "-",
+                f"{r.cpu_seconds * 1_000_000 / r.records:.1f}" if r.cpu_seconds else "-",
                 "; ".join(n for n in r.notes if n),
             )
         )

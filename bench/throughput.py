@@ -45,6 +45,7 @@ from harness import (
     BENCH_PATH,
     FOREIGN_CREDENTIAL_VARS,
     LocalCloud,
+    Proc,
     RequestRecord,
     Stack,
     Workload,
@@ -97,6 +98,20 @@ class Result:
     requests: list[RequestRecord] = field(default_factory=list)
 
 
+def _result_of(client: str, proc: Proc) -> Result:
+    """A client process's counts and times, as its last JSON line reported them."""
+    result = Result(
+        client,
+        wall=proc.seconds,
+        peak_rss_mb=proc.peak_rss_mb,
+        error=proc.error,
+        cpu_seconds=proc.cpu_seconds,
+    )
+    if proc.result and not proc.error:
+        result.records, result.run = int(proc.result["records"]), float(proc.result["seconds"])
+    return result
+
+
 def run_ceiling(stack: Stack, scenario: Scenario, route: str, timeout: float) -> Result:
     start, end = scenario.workload.window
     command = [
@@ -112,17 +127,7 @@ def run_ceiling(stack: Stack, scenario: Scenario, route: str, timeout: float) ->
     ]
     if scenario.rate:
         command += [f"--pace={scenario.rate}", f"--burst={scenario.burst}"]
-    proc = run_process(command, client_env(stack), timeout=timeout)
-    result = Result(
-        "ceiling",
-        wall=proc.seconds,
-        peak_rss_mb=proc.peak_rss_mb,
-        error=proc.error,
-        cpu_seconds=proc.cpu_seconds,
-    )
-    if proc.result and not proc.error:
-        result.records, result.run = int(proc.result["records"]), float(proc.result["seconds"])
-    return result
+    return _result_of("ceiling", run_process(command, client_env(stack), timeout=timeout))
 
 
 def run_ours(stack: Stack, scenario: Scenario, round_: int, timeout: float) -> Result:
@@ -195,15 +200,8 @@ def run_peer(stack: Stack, scenario: Scenario, round_: int, install: bool, timeo
         f"--work={work / 'pipelines'}",
     ]
     proc = run_process(command, env, cwd=work, timeout=timeout)
-    result = Result(
-        "peer",
-        wall=proc.seconds,
-        peak_rss_mb=proc.peak_rss_mb,
-        error=proc.error,
-        cpu_seconds=proc.cpu_seconds,
-    )
+    result = _result_of("peer", proc)
     if proc.result and not proc.error:
-        result.records, result.run = int(proc.result["records"]), float(proc.result["seconds"])
         steps = proc.result.get("steps", {})
         result.notes.append(" ".join(f"{k} {v:.1f}s" for k, v in steps.items() if k != "run"))
     return result

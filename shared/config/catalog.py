@@ -51,15 +51,27 @@ class RateLimit(_Model):
 class RetryPolicy(_Model):
     """Retries of one request (tenacity) and of one activity (Durable RetryOptions)."""
 
-    max_attempts: int = Field(6, ge=1, le=20)
-    max_elapsed_seconds: float = Field(120.0, gt=0)
-    backoff_initial_seconds: float = Field(0.5, gt=0)
-    backoff_max_seconds: float = Field(20.0, gt=0)
-    retry_on_500: bool = False
-    connect_timeout_seconds: float = Field(5.0, gt=0)
-    read_timeout_seconds: float = Field(30.0, gt=0)
-    activity_attempts: int = Field(3, ge=1, le=10)
-    activity_first_retry_seconds: float = Field(5.0, ge=0)
+    max_attempts: int = Field(6, ge=1, le=20, description="Attempts per page request, the first included.")
+    max_elapsed_seconds: float = Field(
+        120.0, gt=0, description="Time one page may take over all its attempts, enforced mid-attempt too."
+    )
+    backoff_initial_seconds: float = Field(
+        0.5, gt=0, description="First backoff of the exponential, fully jittered wait between attempts."
+    )
+    backoff_max_seconds: float = Field(
+        20.0, gt=0, description="Longest backoff; a server's Retry-After is honoured up to 3x this."
+    )
+    retry_on_500: bool = Field(False, description="Retry HTTP 500 too (429, 502, 503, 504 always are).")
+    connect_timeout_seconds: float = Field(5.0, gt=0, description="Connecting to the API, per attempt.")
+    read_timeout_seconds: float = Field(
+        30.0, gt=0, description="Between bytes of an answer; an attempt ends after connect + read timeout."
+    )
+    activity_attempts: int = Field(
+        3, ge=1, le=10, description="Durable RetryOptions: attempts of an activity that failed transiently."
+    )
+    activity_first_retry_seconds: float = Field(
+        5.0, ge=0, description="Durable RetryOptions: the wait before an activity's second attempt."
+    )
 
 
 class Output(_Model):

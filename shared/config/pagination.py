@@ -50,7 +50,7 @@ class NextTokenPagination(_Common):
     """The body carries an opaque token; it goes back as a query parameter or a header."""
 
     style: ClassVar[str] = "next_token"
-    type: Literal["next_token"] = "next_token"
+    type: Literal["next_token"] = Field("next_token", description="Pagination style (the default).")
     token_path: str = Field("next_token", description="Dotted path to the token in the body.")
     token_param: str = Field("next_token", description="Query parameter (or header) carrying it back.")
     token_in: Literal["query", "header"] = Field("query", description="Send the token as query or header.")
@@ -60,7 +60,7 @@ class NextUrlPagination(_Common):
     """The body carries the absolute (or relative) URL of the next page."""
 
     style: ClassVar[str] = "next_url"
-    type: Literal["next_url"]
+    type: Literal["next_url"] = Field(description="Pagination style.")
     next_url_path: str = Field("links.next", description="Dotted path to the next page's URL.")
 
 
@@ -68,14 +68,14 @@ class LinkHeaderPagination(_Common):
     """RFC 8288: `Link: <url>; rel="next"` while more pages exist."""
 
     style: ClassVar[str] = "link_header"
-    type: Literal["link_header"]
+    type: Literal["link_header"] = Field(description="Pagination style.")
 
 
 class OffsetPagination(_Common):
     """Client-driven offset/limit; stops on a short page or when the reported total is reached."""
 
     style: ClassVar[str] = "offset"
-    type: Literal["offset"]
+    type: Literal["offset"] = Field(description="Pagination style.")
     offset_param: str = Field("offset", description="Query parameter of the record offset.")
     total_path: str = Field("", description="Dotted path to the total record count, if reported.")
 
@@ -84,7 +84,7 @@ class PageNumberPagination(_Common):
     """Client-driven page numbers; stops on a short page or at the reported page count."""
 
     style: ClassVar[str] = "page_number"
-    type: Literal["page_number"]
+    type: Literal["page_number"] = Field(description="Pagination style.")
     page_param: str = Field("page", description="Query parameter of the page number.")
     first_page: int = Field(1, ge=0, description="Number of the first page.")
     total_pages_path: str = Field("", description="Dotted path to the page count, if reported.")
@@ -94,7 +94,7 @@ class CursorPagination(_Common):
     """The next page starts after the last record seen (`after=<id>`)."""
 
     style: ClassVar[str] = "cursor"
-    type: Literal["cursor"]
+    type: Literal["cursor"] = Field(description="Pagination style.")
     cursor_param: str = Field("after", description="Query parameter carrying the last record's key.")
     cursor_field: str = Field("id", description="Record field whose value continues the walk.")
     has_more_path: str = Field("", description="Dotted path to a has-more flag, if reported.")
@@ -104,7 +104,7 @@ class SinglePage(_Common):
     """The whole window comes back in one response."""
 
     style: ClassVar[str] = "none"
-    type: Literal["none"]
+    type: Literal["none"] = Field(description="Pagination style.")
 
 
 STYLES: tuple[type[_Common], ...] = (

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.errors import PageFormatError, UnsafeUrlError
 from shared.gateway.client import GatewayClient
@@ -91,3 +95,63 @@ def test_an_off_origin_next_link_names_page_and_request_id_but_never_its_userinf
     message = str(failed.value)
     assert "evil.example.net" in message and "page=5" in message and "request_id=req-8" in message
     assert "alice" not in message and "hunter2" not in message
+
+
+# JSON values as APIs send them: integers past 64 bits, -0.0, non-ASCII and control characters.
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+_records = st.lists(st.dictionaries(st.text(max_size=6), _values, max_size=6), max_size=5)
+
+
+def _compact(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# How servers write pages: compact as Node's JSON.stringify (orjson's form but for some floats),
+# Python's json.dumps (spaced, ASCII-escaped), pretty-printed, with a trailing newline.
+_styles: dict[str, Callable[[Any], bytes]] = {
+    "compact": _compact,
+    "python default": lambda doc: json.dumps(doc).encode(),
+    "indented": lambda doc: json.dumps(doc, indent=2, ensure_ascii=False).encode(),
+    "newline": lambda doc: _compact(doc) + b"\n",
+}
+
+
+@given(records=_records, style=st.sampled_from(sorted(_styles)))
+def test_every_page_parses_exactly_as_the_standard_library_reads_it(records: list[Any], style: str) -> None:
+    body = _styles[style]({"items": records, "next_token": "abc"})
+    # repr, not ==: 1 == 1.0 == True, but a page's 1 must not land as 1.0 or true.
+    assert repr(parse_page(body)) == repr(json.loads(body))
+
+
+@given(
+    record=st.dictionaries(st.text(max_size=6), _values, min_size=1, max_size=5),
+    style=st.sampled_from(["compact", "python default"]),
+)
+def test_a_key_written_twice_is_refused_however_the_page_is_written(
+    record: dict[str, Any], style: str
+) -> None:
+    key = next(iter(record))
+    pairs = [(k, _styles[style](v).decode()) for k, v in [*record.items(), (key, record[key])]]
+    colon, comma = (":", ",") if style == "compact" else (": ", ", ")
+    obj = "{" + comma.join(f"{json.dumps(k)}{colon}{v}" for k, v in pairs) + "}"
+    with pytest.raises(PagePolicyError, match="twice"):
+        parse_page(f'{{"items"{colon}[{obj}]}}'.encode())
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1E999"])
+def test_a_number_too_large_for_a_double_is_refused_not_landed_as_null(number: str) -> None:
+    with pytest.raises(PageFormatError) as failed:
+        answering(b'{"items":[{"id":"a","amount":' + number.encode() + b"}]}").fetch(None, 6)
+    assert number in str(failed.value) and "too large for a double" in str(failed.value)
+    assert "page=6" in str(failed.value)

@@ -150,6 +150,17 @@ def test_a_thousand_pages_in_ten_parts_and_three_executions_cost_one_sts_call(ap
     assert len({r.access_key_id for r in app.stack.cloud.gateway.requests}) == 1
 
 
+def test_the_shortest_session_sts_grants_is_not_renewed_on_every_request(app: App) -> None:
+    # botocore renews 15 minutes before expiry: a 900-second session is always inside that window.
+    source = orders_source(app.stack.cloud.gateway_url, pagination={"page_size": 10})
+    source["auth"] = {**source["auth"], "session_duration_seconds": 900}
+    app.write_sources(orders=source)
+    instance = app.ingest(window=("2024-01-01T00:00:00Z", "2024-01-01T00:10:00Z"), pipelineRunId="run-900")
+    assert instance.runtime_status == "Completed", instance.output
+    assert instance.output["pages"] >= 60
+    assert [c.outcome for c in sts_calls(app, "run-900")] == ["Success"]
+
+
 # --- renewal mid-run ---------------------------------------------------------------------
 
 

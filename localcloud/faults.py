@@ -35,6 +35,7 @@ FaultKind = Literal[
     "loop_cursor",
     "bomb",
     "drip",
+    "overflow_number",
 ]
 
 # Status code -> (x-amzn-ErrorType, message) where API Gateway's wording is not simply
@@ -73,6 +74,8 @@ class Fault:
     * ``bomb`` -- 200 whose body decodes to 2 GiB of zeros, sent with ``Content-Encoding:
       encoding`` (``gzip, gzip`` by default: 5 KB on the wire; a single ``gzip``: 2 MB).
     * ``drip`` -- the normal page, one byte every ``delay_ms`` milliseconds.
+    * ``overflow_number`` -- the normal page whose first record also holds ``"overflow":1e400``,
+      valid JSON that no double holds (Python reads it as inf, orjson writes inf as null).
     """
 
     kind: FaultKind
@@ -178,6 +181,8 @@ def mangle_response(fault: Fault, response: Response) -> Response | None:
         return replace(response, drip_ms=fault.delay_ms)
     if fault.kind == "short_body":
         return replace(response, body=response.body[:half], declared_length=len(response.body))
+    if fault.kind == "overflow_number":
+        return replace(response, body=response.body.replace(b"[{", b'[{"overflow":1e400,', 1))
     return None
 
 

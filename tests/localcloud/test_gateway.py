@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -606,6 +607,15 @@ def test_deep_nesting_fault(orders: GatewayServer, signed_get: SignedGet) -> Non
     assert response.status_code == 200
     with pytest.raises(RecursionError):
         json.loads(response.content)
+
+
+def test_overflow_number_fault(orders: GatewayServer, signed_get: SignedGet) -> None:
+    orders.inject(Fault("overflow_number"))
+
+    response = signed_get(orders.url + PATH, WINDOW)
+
+    assert response.json()["items"][0]["overflow"] == math.inf
+    assert len(response.json()["items"]) == 100
 
 
 # -- observability -------------------------------------------------------------------------------

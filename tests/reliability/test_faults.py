@@ -61,3 +61,18 @@ def test_fault_costs_time_not_data(app: App, ledger: Any, case: str, fault: Faul
         outcome=outcome,
     )
     assert verify_window(app.landing, PREFIX).ok
+
+
+def test_a_number_no_double_holds_fails_the_run_naming_it_and_never_lands_as_null(app: App) -> None:
+    gateway = app.stack.cloud.gateway
+    app.write_sources(orders=orders_source(gateway.url, output={"pages_per_part": 8}))
+    gateway.inject(Fault("overflow_number", page=10))
+    failed = app.ingest()
+    assert failed.runtime_status == "Failed"
+    assert all(part in failed.output for part in ("1e400", "too large for a double", "page=10"))
+    gateway.clear_faults()
+    rerun = app.ingest()
+    assert rerun.runtime_status == "Completed", rerun.output
+    records = list(read_records(app.landing, PREFIX))
+    assert not [r for r in records if "overflow" in r]
+    assert {r["id"] for r in records} == gateway.expected_ids("/dev/orders", *HOUR)

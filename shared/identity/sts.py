@@ -113,7 +113,7 @@ class RoleSession:
     duration_seconds: int = 3600
 
 
-# botocore's own defaults, for sessions of 45 minutes and more; a third and a sixth of shorter ones.
+# botocore's own defaults, for sessions of an hour and more; a third and a sixth of shorter ones.
 _ADVISORY_REFRESH_SECONDS = 15 * 60
 _MANDATORY_REFRESH_SECONDS = 10 * 60
 # How long a signer reuses the values it read: reading them checks the expiry in the local time

@@ -31,6 +31,7 @@ from shared.gateway.pages import Page, PagePolicyError, check_records, parse_pag
 from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, Paginator
 from shared.gateway.ratelimit import Permit, TokenBucket
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
+from shared.gateway.send import send
 from shared.gateway.walk import PageWalk
 from shared.observability import otel, tracing
 from shared.observability.redaction import redact
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 _RETRYABLE_STATUS = {429, 502, 503, 504}
 _URL_CURSORS = ("next_url", "link_header")
 _REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-apigw-id")
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Who is asking: carried on every request and log line so AWS-side logs can be joined."""
@@ -124,7 +127,7 @@ class GatewayClient:
         deadline = self._deadline(attempts)
         request = self._build(page_request, deadline)
         try:
-            response = self._http.send(request, auth=self._auth, stream=True)
+            response = send(self._http, request, self._auth)
         except httpx.TimeoutException as exc:
             what = f"{type(exc).__name__} at {self._source.base_url}{_CHECK}"
             raise self._timed_out(what, number, attempts, None) from None
@@ -213,18 +216,23 @@ class GatewayClient:
         else:
             query = urlencode({**self._base_params, **page_request.params})
             url = f"{self._source.endpoint}?{query}" if query else self._source.endpoint
-        headers = {
-            **page_request.headers,
-            "x-correlation-id": self._run.pipeline_run_id,
-            "traceparent": f"00-{self._run.trace_id}-{secrets.token_hex(8)}-01",
-            "accept": "application/json",
-        }
+        headers = self._http.headers.copy()  # the client's own (user-agent, accept-encoding)
+        headers.update(page_request.headers)
+        headers.update(
+            {
+                "x-correlation-id": self._run.pipeline_run_id,
+                "traceparent": f"00-{self._run.trace_id}-{secrets.token_hex(8)}-01",
+                "accept": "application/json",
+            }
+        )
         policy = self._source.retry
         left = max(0.001, deadline - time.monotonic())
         timeout = httpx.Timeout(
             min(policy.read_timeout_seconds, left), connect=min(policy.connect_timeout_seconds, left)
         )
-        return self._http.build_request(self._source.method, url, headers=headers, timeout=timeout)
+        return httpx.Request(
+            self._source.method, url, headers=headers, extensions={"timeout": timeout.as_dict()}
+        )
 
     def _check_origin(self, url: str, number: int | None = None, request_id: str | None = None) -> None:
         parts = urlsplit(url)

@@ -1,0 +1,90 @@
+"""Sending below httpx.Client: what the client still decides (routing, headers) and what it no longer does."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import httpx
+
+from shared.gateway.send import send
+
+from fixtures import catalog_source, gateway_client
+
+PAGE = {"items": [{"id": 1}], "next_token": None}
+
+
+def test_a_mount_for_the_gateways_url_is_where_the_request_goes() -> None:
+    # A proxy or a mount configured on the pooled client (HTTPS_PROXY, mounts=) must still route
+    # the page requests: this fails if httpx stops routing by _transport_for_url.
+    default_seen: list[str] = []
+    mounted_seen: list[str] = []
+    default = httpx.MockTransport(lambda r: default_seen.append(str(r.url)) or httpx.Response(500))
+    mounted = httpx.MockTransport(lambda r: mounted_seen.append(str(r.url)) or httpx.Response(200, json=PAGE))
+    http = httpx.Client(transport=default, mounts={"https://api.example.com": mounted})
+    response = send(http, httpx.Request("GET", "https://api.example.com/dev/orders"), None)
+    assert response.status_code == 200
+    assert mounted_seen == ["https://api.example.com/dev/orders"] and default_seen == []
+
+
+def test_a_cookie_the_api_sets_is_never_sent_back() -> None:
+    # A cookie is state outside the signature; httpx.Client would replay it on every later page.
+    cookies_sent: list[str | None] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        cookies_sent.append(request.headers.get("cookie"))
+        token = "t" if len(cookies_sent) == 1 else None
+        return httpx.Response(
+            200,
+            json={"items": [{"id": 1}], "next_token": token},
+            headers={"set-cookie": "AWSALB=abc; Path=/"},
+        )
+
+    client = gateway_client(catalog_source("https://api.example.com"), httpx.MockTransport(api))
+    pages = list(client.pages(None, max_pages=10))
+    assert len(pages) == 2
+    assert cookies_sent == [None, None]
+
+
+def test_the_client_defaults_and_our_headers_both_reach_the_api() -> None:
+    seen: list[httpx.Headers] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers)
+        return httpx.Response(200, json=PAGE)
+
+    client = gateway_client(catalog_source("https://api.example.com"), httpx.MockTransport(api))
+    client.fetch(None, 1)
+    (headers,) = seen
+    # accept-encoding: API Gateway compresses only for clients that ask (the body is decoded by us).
+    assert headers["accept-encoding"] == "gzip, deflate"
+    assert headers["user-agent"].startswith("python-httpx/")
+    assert headers["accept"] == "application/json"
+    assert headers["x-correlation-id"] == "run"
+
+
+class _ResendOnce(httpx.Auth):
+    def __init__(self) -> None:
+        self.answers: list[httpx.Response] = []
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["x-attempt"] = "1"
+        response = yield request
+        self.answers.append(response)
+        if response.status_code == 403:
+            request.headers["x-attempt"] = "2"
+            self.answers.append((yield request))
+
+
+def test_an_auth_flow_that_resends_gets_the_second_answer_and_the_first_is_closed() -> None:
+    def api(request: httpx.Request) -> httpx.Response:
+        if request.headers["x-attempt"] == "1":
+            return httpx.Response(403, content=iter([b'{"message": "expired"}']))
+        return httpx.Response(200, json=PAGE)
+
+    auth = _ResendOnce()
+    http = httpx.Client(transport=httpx.MockTransport(api))
+    response = send(http, httpx.Request("GET", "https://api.example.com/dev/orders"), auth)
+    refused, final = auth.answers
+    assert response is final and response.status_code == 200
+    assert response.request.headers["x-attempt"] == "2"
+    assert refused.status_code == 403 and refused.is_closed and refused.content == b'{"message": "expired"}'

@@ -1,14 +1,18 @@
-"""Retry-After parsing and the wait it selects, without a server."""
+"""Retry-After parsing, the wait it selects and the attempts a page gets, without a server."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 import tenacity
 
 from shared.errors import GatewayError
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
+
+from fixtures import catalog_source, gateway_client
 
 NOW = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -56,3 +60,53 @@ def test_only_errors_that_say_so_are_retried() -> None:
     assert retryable(GatewayError("503", retryable=True))
     assert not retryable(GatewayError("403"))
     assert not retryable(ValueError("a bug is not retried"))
+
+
+def _flaky(statuses: list[int]) -> tuple[httpx.MockTransport, list[int]]:
+    """A transport answering `statuses` in turn (then 200 pages); the statuses it sent."""
+    sent: list[int] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        status = statuses[len(sent)] if len(sent) < len(statuses) else 200
+        sent.append(status)
+        if status != 200:
+            return httpx.Response(status, json={"message": "busy"})
+        return httpx.Response(200, json={"items": [{"id": 1}], "next_token": None})
+
+    return httpx.MockTransport(api), sent
+
+
+FAST = {"backoff_initial_seconds": 0.001, "backoff_max_seconds": 0.002}
+
+
+def test_a_page_that_fails_once_is_fetched_on_the_second_attempt_and_the_retry_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transport, sent = _flaky([503])
+    client = gateway_client(catalog_source("https://api.example.com", retry=FAST), transport)
+    with caplog.at_level(logging.WARNING, logger="shared.gateway.client"):
+        page = client.fetch(None, 7)
+    assert sent == [503, 200]
+    assert page.attempts == 2 and page.records == [{"id": 1}]
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert line.startswith("retrying page 7 of orders after attempt 1 in ")
+    assert "HTTP 503" in line
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+def test_a_page_that_keeps_failing_gets_exactly_max_attempts(max_attempts: int) -> None:
+    transport, sent = _flaky([503] * 10)
+    retry = {**FAST, "max_attempts": max_attempts}
+    client = gateway_client(catalog_source("https://api.example.com", retry=retry), transport)
+    with pytest.raises(GatewayError, match="HTTP 503") as failed:
+        client.fetch(None, 1)
+    assert len(sent) == max_attempts
+    assert failed.value.page == 1
+
+
+def test_a_refusal_that_cannot_succeed_is_not_retried() -> None:
+    transport, sent = _flaky([400])
+    client = gateway_client(catalog_source("https://api.example.com", retry=FAST), transport)
+    with pytest.raises(GatewayError, match="HTTP 400"):
+        client.fetch(None, 1)
+    assert sent == [400]

@@ -144,7 +144,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     run = RunContext(job.pipeline_run_id, job.instance_id, job.pipeline_name)
     session = runtime.role_session(source, job.role_arn, job.session_name)
     client = runtime.gateway_client(source, window.query_params(source.window), run, session)
-    writer = runtime.landing_for(source).part_writer(
+    with runtime.landing_for(source).part_writer(
         job.prefix,
         f"{job.folder}{layout.part_name(job.part_index, job.segment, source.output.format)}",
         {
@@ -156,20 +156,20 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
         },
         source.output.format,
         source.output.parquet_compression,
-    )
-    walk = client.pages(
-        job.cursor,
-        after_page=job.pages_before,
-        max_pages=job.max_pages or source.output.pages_per_part,
-        enough=lambda: writer.uncompressed >= source.output.max_part_bytes,
-        trail=job.trail,
-    )
-    for page in walk:
-        writer.write(page.records, page.request_id, page=page.number)
-    checkpoint = Checkpoint(
-        window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
-    )
-    part = writer.commit(checkpoint) if writer.records else None
+    ) as writer:
+        walk = client.pages(
+            job.cursor,
+            after_page=job.pages_before,
+            max_pages=job.max_pages or source.output.pages_per_part,
+            enough=lambda: writer.uncompressed >= source.output.max_part_bytes,
+            trail=job.trail,
+        )
+        for page in walk:
+            writer.write(page.records, page.request_id, page=page.number)
+        checkpoint = Checkpoint(
+            window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
+        )
+        part = writer.commit(checkpoint) if writer.records else None
     tracing.part_landed(source.name, part)
     return FetchPartResult(
         part=part,

@@ -99,6 +99,8 @@ class ParquetEncoder:
 
     extension = "parquet"
     content_type = "application/vnd.apache.parquet"
+    # The file is written whole at finish, on the fetching thread: few, large blocks.
+    block_bytes = 4 * 1024 * 1024
 
     def __init__(self, sink: Callable[[bytes], None], compression: str = "snappy") -> None:
         self._compression = compression
@@ -134,6 +136,9 @@ class ParquetEncoder:
         self._spool.write(data)
         self.decoded_bytes += batch.nbytes
         return int(batch.nbytes)
+
+    def close(self) -> None:
+        """Nothing runs in the background here."""
 
     def finish(self) -> None:
         """Write the file: row groups of the spooled pages cast to the part's final schema."""

@@ -22,6 +22,7 @@ from shared.landing.jsonl import JsonlEncoder
 from shared.landing.storage import storage_errors
 from shared.timestamps import utc_now_precise
 
+#: The largest block staged. An encoder may ask for smaller ones (Encoder.block_bytes).
 BLOCK_SIZE = 4 * 1024 * 1024
 #: Azure allows 8 KiB of metadata per blob; the lineage keys and the checkpoint's cursor need
 #: their share. A part's columns beyond this stay in its file only (Parquet footer).
@@ -35,6 +36,8 @@ class Encoder(Protocol):
 
     extension: str
     content_type: str
+    #: Stage a block once this many bytes are buffered (at most BLOCK_SIZE).
+    block_bytes: int
 
     @property
     def schema(self) -> dict[str, str] | None: ...
@@ -47,13 +50,19 @@ class Encoder(Protocol):
         """Emit whatever the file still needs (trailers, footers)."""
         ...
 
+    def close(self) -> None:
+        """Stop any background work of a file that will not be finished; idempotent."""
+        ...
 
-def encoder_for(output_format: Format, sink: Any, compression: str | None = None) -> Encoder:
+
+def encoder_for(
+    output_format: Format, sink: Any, compression: str | None = None, name: str = "part"
+) -> Encoder:
     if output_format == "parquet":
         from shared.landing.parquet import ParquetEncoder  # pyarrow is loaded only where used
 
         return ParquetEncoder(sink, compression or "snappy")
-    return JsonlEncoder(sink)
+    return JsonlEncoder(sink, name)
 
 
 class PartInfo(BaseModel):
@@ -100,7 +109,12 @@ class Checkpoint(BaseModel):
 
 
 class PartWriter:
-    """Streams records through an encoder into one part as staged blocks; `commit` makes it visible."""
+    """Streams records through an encoder into one part as staged blocks; `commit` makes it visible.
+
+    The encoder may land on a background thread (shared.landing.stage), so `_emit` and `_stage`
+    may run there; `commit` reads their totals only after the encoder's `finish` has waited for
+    it. Use as a context manager, so a part abandoned by an error stops that thread.
+    """
 
     def __init__(
         self,
@@ -116,7 +130,7 @@ class PartWriter:
         self._metadata = metadata
         self._started = utc_now_precise()
         self._buffer = bytearray()
-        self._encoder = encoder_for(output_format, self._emit, compression)
+        self._encoder = encoder_for(output_format, self._emit, compression, name)
         self._blocks: list[BlobBlock] = []
         self._sha = hashlib.sha256()
         self.records = 0
@@ -141,9 +155,19 @@ class PartWriter:
             self.first_request_id = request_id
         self.last_request_id = request_id
 
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the encoder's background work without committing (after `commit`: nothing to do)."""
+        self._encoder.close()
+
     def _emit(self, data: bytes) -> None:
         self._buffer += data
-        if len(self._buffer) >= BLOCK_SIZE:
+        if len(self._buffer) >= min(self._encoder.block_bytes, BLOCK_SIZE):
             self._stage(bytes(self._buffer))
             self._buffer.clear()
 

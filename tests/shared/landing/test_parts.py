@@ -1,0 +1,100 @@
+"""A part's bytes, totals and failures when its blocks are compressed and staged in the background."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from shared.errors import LandingError
+from shared.landing.jsonl import encode_lines
+from shared.landing.parts import Checkpoint, PartWriter
+
+
+class FakeBlob:
+    """Records what a BlobClient was asked to do; `fail_at`: the block number whose upload fails."""
+
+    def __init__(self, name: str, fail_at: int | None) -> None:
+        self.blob_name = name
+        self.fail_at = fail_at
+        self.staged: dict[str, bytes] = {}
+        self.staged_on: set[str] = set()
+        self.committed: list[str] | None = None
+
+    def stage_block(self, block_id: str, data: bytes) -> None:
+        if self.fail_at is not None and len(self.staged) == self.fail_at:
+            raise HttpResponseError(message="The server is busy.")
+        self.staged[block_id] = bytes(data)
+        self.staged_on.add(threading.current_thread().name)
+
+    def commit_block_list(self, blocks: list[Any], **_: Any) -> None:
+        self.committed = [block.id for block in blocks]
+
+
+class FakeContainer:
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.blobs: dict[str, FakeBlob] = {}
+
+    def get_blob_client(self, name: str) -> FakeBlob:
+        return self.blobs.setdefault(name, FakeBlob(name, self.fail_at))
+
+
+def pages(count: int) -> list[list[dict[str, Any]]]:
+    """Pages of 100 records that gzip about 2:1 (hex digests), so 120 pages fill several blocks."""
+    return [
+        [
+            {"id": f"{p}-{i}", "n": p * 1000 + i, "digest": hashlib.sha256(f"{p}/{i}".encode()).hexdigest()}
+            for i in range(100)
+        ]
+        for p in range(count)
+    ]
+
+
+def writer_for(container: FakeContainer) -> PartWriter:
+    return PartWriter(container, "dev/orders", "part-00000.jsonl.gz", {"source": "orders"})  # type: ignore[arg-type]
+
+
+def test_a_part_of_many_batches_lands_every_line_in_order_and_its_totals_match_its_bytes() -> None:
+    container = FakeContainer()
+    written = pages(200)  # 2.5 MB of lines, about 1 MB gzipped: several batches and blocks
+    with writer_for(container) as writer:
+        for number, records in enumerate(written, start=1):
+            writer.write(records, f"req-{number}", page=number)
+        info = writer.commit(Checkpoint(window={"from": "a", "to": "b"}))
+    blob = container.blobs["dev/orders/part-00000.jsonl.gz"]
+    assert blob.committed is not None and len(blob.committed) > 2
+    content = b"".join(blob.staged[block_id] for block_id in blob.committed)
+    expected = b"".join(encode_lines(records) for records in written)
+    assert gzip.decompress(content) == expected
+    assert info.records == 20_000 and info.uncompressed_bytes == len(expected)
+    assert info.bytes == len(content) and info.sha256 == hashlib.sha256(content).hexdigest()
+    assert (info.first_request_id, info.last_request_id) == ("req-1", "req-200")
+    # Blocks filled during the part were staged off the fetching thread.
+    assert any(name.startswith("stage ") for name in blob.staged_on)
+    assert not [t for t in threading.enumerate() if t.name.startswith("stage ")]
+
+
+def test_a_block_upload_that_fails_in_the_background_fails_the_part_and_nothing_is_committed() -> None:
+    container = FakeContainer(fail_at=1)
+    refused = r"stage a block of dev/orders/part-00000.jsonl.gz.*busy"
+    with pytest.raises(LandingError, match=refused), writer_for(container) as writer:
+        for number, records in enumerate(pages(200), start=1):
+            writer.write(records, None, page=number)
+        writer.commit(Checkpoint(window={"from": "a", "to": "b"}))
+    assert container.blobs["dev/orders/part-00000.jsonl.gz"].committed is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("stage ")]
+
+
+def test_a_part_abandoned_mid_walk_stops_its_stage_and_commits_nothing() -> None:
+    container = FakeContainer()
+    with pytest.raises(RuntimeError, match="the walk failed"), writer_for(container) as writer:
+        for number, records in enumerate(pages(60), start=1):
+            writer.write(records, None, page=number)
+        raise RuntimeError("the walk failed")
+    assert container.blobs["dev/orders/part-00000.jsonl.gz"].committed is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("stage ")]

@@ -15,7 +15,10 @@ Scenarios (each flag overrides the selected scenario's default):
              bucket's exact schedule (burst, then 1/R apart)
 
 Clients, each its own process against the emulator and Azurite started here (local_stack):
-  ceiling  bench/ceiling.py: raw httpx GETs signed with shared.gateway.auth, JSON parsed, nothing written
+  ceiling  bench/ceiling.py: GETs signed and sent by the app's own sigv4/send, the token parsed
+           with orjson, nothing written (the cheapest fetch on this stack)
+  httpx-get  bench/ceiling.py --via client: the same loop through httpx.Client.get and json.loads
+           (the ceiling before the app sent below httpx.Client; not in the default set)
   ours     `python -m shared ingest` end to end (gzip JSONL parts, manifest, _SUCCESS in Azurite)
   peer     bench/peer_dlt.py in .venv-bench: dlt rest_api source -> filesystem destination, jsonl
            (created on first use from requirements-bench.txt; --no-install to skip that)
@@ -58,7 +61,7 @@ from harness import (
     table,
 )
 
-CLIENTS = ("ceiling", "ours", "peer")
+CLIENTS = ("ceiling", "httpx-get", "ours", "peer")
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def _result_of(client: str, proc: Proc) -> Result:
     return result
 
 
-def run_ceiling(stack: Stack, scenario: Scenario, route: str, timeout: float) -> Result:
+def run_ceiling(stack: Stack, scenario: Scenario, route: str, timeout: float, via: str = "send") -> Result:
     start, end = scenario.workload.window
     command = [
         sys.executable,
@@ -124,10 +127,12 @@ def run_ceiling(stack: Stack, scenario: Scenario, route: str, timeout: float) ->
         f"--role-arn={LocalCloud.role_arn}",
         f"--audience={LocalCloud.audience}",
         f"--region={LocalCloud.region}",
+        f"--via={via}",
     ]
     if scenario.rate:
         command += [f"--pace={scenario.rate}", f"--burst={scenario.burst}"]
-    return _result_of("ceiling", run_process(command, client_env(stack), timeout=timeout))
+    name = "ceiling" if via == "send" else "httpx-get"
+    return _result_of(name, run_process(command, client_env(stack), timeout=timeout))
 
 
 def run_ours(stack: Stack, scenario: Scenario, round_: int, timeout: float) -> Result:
@@ -247,6 +252,8 @@ def run_client(
     gateway.reset_observations()
     if client == "ceiling":
         result = run_ceiling(stack, scenario, route, timeout)
+    elif client == "httpx-get":
+        result = run_ceiling(stack, scenario, route, timeout, via="client")
     elif client == "ours":
         result = run_ours(stack, scenario, round_, timeout)
     else:
@@ -368,7 +375,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, help="ratelimit scenario: gateway limit, req/s (default 50)")
     parser.add_argument("--burst", type=int, help="ratelimit scenario: gateway burst (default 10)")
     parser.add_argument(
-        "--clients", default=",".join(CLIENTS), help="comma-separated subset of " + ",".join(CLIENTS)
+        "--clients", default="ceiling,ours,peer", help="comma-separated subset of " + ",".join(CLIENTS)
     )
     parser.add_argument("--no-install", action="store_true", help="do not create/update .venv-bench")
     parser.add_argument(

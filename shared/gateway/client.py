@@ -15,7 +15,7 @@ import math
 import secrets
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -87,6 +87,7 @@ class GatewayClient:
         self._run = run
         self._base_params = {**source.params, **window_params}
         self._retrying = self._retrying_for(source.retry)
+        self._trace_id = run.trace_id
 
     def pages(
         self,
@@ -144,13 +145,15 @@ class GatewayClient:
         except httpx.TransportError as exc:
             what = f"transport error: {type(exc).__name__} at {self._source.base_url}{_CHECK}"
             raise self._error(what, number, retryable=True) from None
+        # Read once, names lower-cased: httpx.Headers decodes and scans every header per lookup.
+        headers = dict(response.headers.items())
+        request_id = _request_id(headers)
         try:
-            body = self._read(response, number, deadline, attempts)
+            body = self._read(response, headers, number, deadline, attempts, request_id)
         finally:
             response.close()
-        request_id = _request_id(response)
         tracing.response(self._source.name, response.status_code, request_id)
-        self._limiter.observe(response.headers)
+        self._limiter.observe(headers)
         self._check_status(response, body, number, request_id, permit)
         self._limiter.succeeded()
         if response.status_code == 204:  # No Content: an empty last page (shared.gateway.pages)
@@ -188,7 +191,7 @@ class GatewayClient:
             self._source.name,
             len(records),
             request_id,
-            response.headers.get("x-amz-apigw-id"),
+            headers.get("x-amz-apigw-id"),
             self._run.pipeline_run_id,
             self._run.instance_id,
         )
@@ -226,15 +229,15 @@ class GatewayClient:
         else:
             query = urlencode({**self._base_params, **page_request.params})
             url = f"{self._source.endpoint}?{query}" if query else self._source.endpoint
-        headers = self._http.headers.copy()  # the client's own (user-agent, accept-encoding)
+        ours = {
+            "x-correlation-id": self._run.pipeline_run_id,
+            "traceparent": f"00-{self._trace_id}-{secrets.token_hex(8)}-01",
+            "accept": "application/json",
+        }
+        # The client's own (user-agent, accept-encoding), the paginator's, ours: later wins.
+        headers = self._http.headers.copy()
         headers.update(page_request.headers)
-        headers.update(
-            {
-                "x-correlation-id": self._run.pipeline_run_id,
-                "traceparent": f"00-{self._run.trace_id}-{secrets.token_hex(8)}-01",
-                "accept": "application/json",
-            }
-        )
+        headers.update(ours)
         policy = self._source.retry
         left = max(0.001, deadline - time.monotonic())
         timeout = httpx.Timeout(
@@ -261,24 +264,32 @@ class GatewayClient:
                 request_id=request_id,
             )
 
-    def _read(self, response: httpx.Response, number: int, deadline: float, attempts: _Attempts) -> bytes:
+    def _read(
+        self,
+        response: httpx.Response,
+        headers: dict[str, str],
+        number: int,
+        deadline: float,
+        attempts: _Attempts,
+        request_id: str | None,
+    ) -> bytes:
         """The decoded body, refused as soon as it passes the page cap or the attempt's deadline.
 
         Decoded here rather than by httpx, which decodes each raw chunk whole (and any stack of
         codings): a 5 KB `gzip, gzip` bomb would be gigabytes before the cap is counted.
         """
         cap = self._source.pagination.max_page_bytes
-        request_id = _request_id(response)
 
         def too_big(what: str) -> PageFormatError:
             return self._bad_page(
                 f"page {what} the {cap}-byte cap (pagination.max_page_bytes)", number, request_id
             )
 
-        declared = response.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
             raise too_big(f"declares {declared} bytes, over")
-        decoder = self._decoder(response, number, request_id)
+        encoding = headers.get("content-encoding", "")
+        decoder = self._decoder(encoding, number, request_id)
         # A response built in memory (httpx.MockTransport with bytes) arrives read and decoded.
         raw_chunks = [response.content] if response.is_stream_consumed else response.iter_raw()
         if response.is_stream_consumed:
@@ -305,7 +316,7 @@ class GatewayClient:
             ) from None
         except zlib.error as exc:
             raise self._bad_page(
-                f"page body is not valid {response.headers.get('content-encoding')} ({exc})",
+                f"page body is not valid {encoding} ({exc})",
                 number,
                 request_id,
                 retryable=True,
@@ -313,10 +324,10 @@ class GatewayClient:
         return b"".join(chunks)
 
     def _decoder(
-        self, response: httpx.Response, number: int, request_id: str | None
+        self, encoding: str, number: int, request_id: str | None
     ) -> Callable[[bytes], Iterator[bytes]]:
         try:
-            return decoder_for(response.headers.get("content-encoding", ""))
+            return decoder_for(encoding)
         except RefusedEncoding as exc:
             raise self._bad_page(str(exc), number, request_id) from None
 
@@ -399,10 +410,11 @@ def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
 _CHECK = "; check the source's base_url in the catalog and outbound network access"
 
 
-def _request_id(response: httpx.Response) -> str | None:
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    """API Gateway's request id from lower-cased response headers."""
     for name in _REQUEST_ID_HEADERS:
-        if name in response.headers:
-            return response.headers[name]
+        if name in headers:
+            return headers[name]
     return None
 
 

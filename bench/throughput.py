@@ -19,6 +19,8 @@ Clients, each its own process against the emulator and Azurite started here (loc
            with orjson, nothing written (the cheapest fetch on this stack)
   httpx-get  bench/ceiling.py --via client: the same loop through httpx.Client.get and json.loads
            (the ceiling before the app sent below httpx.Client; not in the default set)
+  ours-fetch  bench/fetch_only.py: the app's GatewayClient walking the window (everything it does
+           per page) with nothing landed and no durable engine (not in the default set)
   ours     `python -m shared ingest` end to end (gzip JSONL parts, manifest, _SUCCESS in Azurite)
   peer     bench/peer_dlt.py in .venv-bench: dlt rest_api source -> filesystem destination, jsonl
            (created on first use from requirements-bench.txt; --no-install to skip that)
@@ -55,13 +57,14 @@ from harness import (
     bench_python,
     client_env,
     local_stack,
+    orders_source,
     publish,
     run_ingest,
     run_process,
     table,
 )
 
-CLIENTS = ("ceiling", "httpx-get", "ours", "peer")
+CLIENTS = ("ceiling", "httpx-get", "ours-fetch", "ours", "peer")
 
 
 @dataclass(frozen=True)
@@ -135,23 +138,40 @@ def run_ceiling(stack: Stack, scenario: Scenario, route: str, timeout: float, vi
     return _result_of(name, run_process(command, client_env(stack), timeout=timeout))
 
 
-def run_ours(stack: Stack, scenario: Scenario, round_: int, timeout: float) -> Result:
+def _ours_source(scenario: Scenario) -> dict[str, Any]:
+    """The catalog source ours and ours-fetch read (orders_source's fields)."""
     rate = (
         {"requests_per_second": scenario.rate, "burst": scenario.burst}
         if scenario.rate
         else {"requests_per_second": 1_000_000, "burst": 1000}  # never the bottleneck
     )
+    return {
+        "path": BENCH_PATH,
+        "pagination": {"page_size": scenario.page_size},
+        "rate_limit": rate,
+        "output": {"pages_per_part": 500},  # the catalog default (orders_source says 10)
+        **_segmenting(scenario),
+    }
+
+
+def run_ours_fetch(stack: Stack, scenario: Scenario, timeout: float) -> Result:
+    catalog = stack.write_catalog(
+        {"orders": orders_source(stack.cloud.gateway_url, **_ours_source(scenario))},
+        stack.workdir / f"catalog-fetch-{scenario.name}.toml",
+    )
+    start, end = scenario.workload.window
+    command = [sys.executable, str(BENCH / "fetch_only.py"), f"--from={start}", f"--to={end}"]
+    return _result_of("ours-fetch", run_process(command, client_env(stack, catalog), timeout=timeout))
+
+
+def run_ours(stack: Stack, scenario: Scenario, round_: int, timeout: float) -> Result:
     try:
         run = run_ingest(
             stack,
             scenario.workload.window,
             f"tp-{scenario.name}-{round_}",  # a fresh container: the window is not yet landed
             timeout=timeout,
-            path=BENCH_PATH,
-            pagination={"page_size": scenario.page_size},
-            rate_limit=rate,
-            output={"pages_per_part": 500},  # the catalog default (orders_source says 10)
-            **_segmenting(scenario),
+            **_ours_source(scenario),
         )
     except RuntimeError as exc:
         return Result("ours", error=str(exc))
@@ -229,19 +249,21 @@ def run_scenario(
         gateway.latency_ms = 0
         gateway.set_rate_limit(None)
     best = [_best(results) for results in rounds.values()]
-    if repeat > 1 and "ceiling" in rounds and "ours" in rounds:
+    if repeat > 1 and "ours" in rounds:
         # Each client's best round may fall in a different phase of a noisy machine; the
         # back-to-back pairs say how much of a best-of ratio is the machine.
-        pairs = [_same_round(c, o) for c, o in zip(rounds["ceiling"], rounds["ours"], strict=True)]
         ours = next(r for r in best if r.client == "ours")
-        ours.notes.append(f"x ceiling round by round: {', '.join(pairs)}")
+        for reference in ("ceiling", "ours-fetch"):
+            if reference in rounds:
+                pairs = [_same_round(c, o) for c, o in zip(rounds[reference], rounds["ours"], strict=True)]
+                ours.notes.append(f"x {reference} round by round: {', '.join(pairs)}")
     return best
 
 
-def _same_round(ceiling: Result, ours: Result) -> str:
-    if ceiling.error or ours.error or not ceiling.run or not ours.run:
+def _same_round(reference: Result, ours: Result) -> str:
+    if reference.error or ours.error or not reference.run or not ours.run:
         return "-"
-    return f"{ceiling.run / ours.run:.2f}"  # the same records: records/s over records/s
+    return f"{reference.run / ours.run:.2f}"  # the same records: records/s over records/s
 
 
 def run_client(
@@ -254,6 +276,8 @@ def run_client(
         result = run_ceiling(stack, scenario, route, timeout)
     elif client == "httpx-get":
         result = run_ceiling(stack, scenario, route, timeout, via="client")
+    elif client == "ours-fetch":
+        result = run_ours_fetch(stack, scenario, timeout)
     elif client == "ours":
         result = run_ours(stack, scenario, round_, timeout)
     else:

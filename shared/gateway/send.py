@@ -6,8 +6,9 @@ line carrying the full URL. A signed page client needs none of them: it never fo
 redirect (a 3xx is an error), and a cookie the API sets is unsigned state it must not replay.
 At zero latency that is about 0.25 ms of CPU a page, a tenth of its wall time (bench/RESULTS.md).
 What stays httpx's own: the connection pool, proxies and mounts (the request goes to the
-transport the client would pick for its URL), timeouts (the request's extensions) and the
-exception mapping; the Auth flow is driven as httpx.Client drives it.
+transport the client would pick for its URL), the client's event hooks, timeouts (the
+request's extensions) and the exception mapping; the Auth flow is driven as httpx.Client
+drives it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ def send(http: httpx.Client, request: httpx.Request, auth: httpx.Auth | None) ->
     # httpx 0.28's routing by mounts and proxies (pinned; tests/shared/gateway/test_send.py).
     transport = http._transport_for_url(request.url)
     if auth is None:
-        return _exchange(transport, request)
+        return _exchange(http, transport, request)
     flow = auth.sync_auth_flow(request)
     try:
         request = next(flow)
         while True:
-            response = _exchange(transport, request)
+            response = _exchange(http, transport, request)
             try:
                 request = flow.send(response)
             except StopIteration:
@@ -40,7 +41,16 @@ def send(http: httpx.Client, request: httpx.Request, auth: httpx.Auth | None) ->
         flow.close()
 
 
-def _exchange(transport: httpx.BaseTransport, request: httpx.Request) -> httpx.Response:
+def _exchange(http: httpx.Client, transport: httpx.BaseTransport, request: httpx.Request) -> httpx.Response:
+    hooks = http.event_hooks
+    for hook in hooks["request"]:
+        hook(request)
     response = transport.handle_request(request)
     response.request = request
+    try:
+        for hook in hooks["response"]:
+            hook(response)
+    except BaseException:
+        response.close()
+        raise
     return response

@@ -88,3 +88,16 @@ def test_an_auth_flow_that_resends_gets_the_second_answer_and_the_first_is_close
     assert response is final and response.status_code == 200
     assert response.request.headers["x-attempt"] == "2"
     assert refused.status_code == 403 and refused.is_closed and refused.content == b'{"message": "expired"}'
+
+
+def test_the_clients_event_hooks_see_every_request_and_response() -> None:
+    seen: list[str] = []
+    http = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=PAGE)),
+        event_hooks={
+            "request": [lambda r: seen.append(f"request {r.url.path}")],
+            "response": [lambda r: seen.append(f"response {r.status_code}")],
+        },
+    )
+    send(http, httpx.Request("GET", "https://api.example.com/dev/orders"), None)
+    assert seen == ["request /dev/orders", "response 200"]

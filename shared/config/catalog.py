@@ -137,6 +137,9 @@ class Source(_Model):
             raise ValueError("must be an absolute http(s) URL")
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query or fragment; use params")
+        if "@" in parts.netloc:
+            # Never sent (requests go out with the host alone) and a secret in every error line.
+            raise ValueError("must not carry user:password@; an API key goes in auth.api_key_secret")
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -48,6 +48,16 @@ def test_valid_catalog_normalises_base_url_and_names_sources(tmp_path: Path) -> 
     assert orders.origin == ("https", "abc.execute-api.eu-west-1.amazonaws.com", 443)
 
 
+def test_a_base_url_carrying_credentials_is_refused_without_repeating_them(tmp_path: Path) -> None:
+    url = 'base_url = "https://abc.execute-api.eu-west-1.amazonaws.com/dev/"'
+    path = write(tmp_path, VALID.replace(url, 'base_url = "https://reader:s3cr3t-pw@abc.example.com/dev"'))
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(path)
+    message = str(caught.value)
+    assert "base_url" in message and "user:password@" in message and "orders" in message
+    assert "s3cr3t-pw" not in message
+
+
 @pytest.mark.parametrize(
     ("replace", "by", "expected"),
     [

@@ -70,9 +70,13 @@ class JsonlEncoder:
 
     def finish(self) -> None:
         """Compress what is left, wait for the stage, end the gzip stream."""
-        if self._batch:
-            self._hand_over()
-        self._stage.drain()
+        if self._stage.started:
+            if self._batch:
+                self._hand_over()
+            self._stage.drain()
+        elif self._batch:  # a part smaller than a batch (a one-page window): no thread for it
+            self._compress(bytes(self._batch))
+            self._batch.clear()
         self._sink(self._compressor.flush())
 
     def close(self) -> None:

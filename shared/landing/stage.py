@@ -27,11 +27,16 @@ class Stage:
         self._pending: deque[Future[None]] = deque()
         self._failure: BaseException | None = None
 
+    @property
+    def started(self) -> bool:
+        """Whether a call was submitted since the last drain or close (so the thread is up)."""
+        return self._executor is not None
+
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Queue a call; waits only while `depth` calls are already queued."""
         while self._pending and (self._pending[0].done() or len(self._pending) >= self._depth):
             self._pending.popleft().result()
-        if self._executor is None:  # started on first use: a part too small to batch costs none
+        if self._executor is None:  # started on first use
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stage {self._name}")
         # In the caller's context: log lines and spans of the stage's work keep the run's fields.
         context = contextvars.copy_context()

@@ -98,3 +98,24 @@ def test_a_part_abandoned_mid_walk_stops_its_stage_and_commits_nothing() -> None
         raise RuntimeError("the walk failed")
     assert container.blobs["dev/orders/part-00000.jsonl.gz"].committed is None
     assert not [t for t in threading.enumerate() if t.name.startswith("stage ")]
+
+
+def test_a_part_smaller_than_a_batch_lands_without_a_stage_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One-page windows (an hourly backfill) are most parts: they must not start a thread each.
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    container = FakeContainer()
+    with writer_for(container) as writer:
+        writer.write(pages(1)[0], "req-1", page=1)
+        info = writer.commit(Checkpoint(window={"from": "a", "to": "b"}))
+    blob = container.blobs["dev/orders/part-00000.jsonl.gz"]
+    assert blob.committed is not None
+    content = b"".join(blob.staged[block_id] for block_id in blob.committed)
+    assert gzip.decompress(content) == encode_lines(pages(1)[0]) and info.records == 100
+    assert started == []

@@ -53,7 +53,8 @@ class Stage:
     def close(self) -> None:
         """Stop the thread, skipping calls not yet started (a part abandoned); idempotent."""
         if self._executor is not None:
-            self._failure = self._failure or _Abandoned()
+            if self._pending:  # calls still queued: the one the worker may already hold is skipped too
+                self._failure = self._failure or _Abandoned()
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         self._pending.clear()

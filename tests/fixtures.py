@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ def run_python(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
         timeout=timeout,
         check=False,
     )
+
+
+def stage_threads() -> list[str]:
+    """Names of the landing stage's threads still alive (shared.landing.stage)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("stage ")]
 
 
 def catalog_source(base_url: str, **fields: Any) -> Source:

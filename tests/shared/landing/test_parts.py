@@ -14,6 +14,8 @@ from shared.errors import LandingError
 from shared.landing.jsonl import encode_lines
 from shared.landing.parts import Checkpoint, PartWriter
 
+from fixtures import stage_threads
+
 
 class FakeBlob:
     """Records what a BlobClient was asked to do; `fail_at`: the block number whose upload fails."""
@@ -76,7 +78,7 @@ def test_a_part_of_many_batches_lands_every_line_in_order_and_its_totals_match_i
     assert (info.first_request_id, info.last_request_id) == ("req-1", "req-200")
     # Blocks filled during the part were staged off the fetching thread.
     assert any(name.startswith("stage ") for name in blob.staged_on)
-    assert not [t for t in threading.enumerate() if t.name.startswith("stage ")]
+    assert stage_threads() == []
 
 
 def test_a_block_upload_that_fails_in_the_background_fails_the_part_and_nothing_is_committed() -> None:
@@ -87,7 +89,7 @@ def test_a_block_upload_that_fails_in_the_background_fails_the_part_and_nothing_
             writer.write(records, None, page=number)
         writer.commit(Checkpoint(window={"from": "a", "to": "b"}))
     assert container.blobs["dev/orders/part-00000.jsonl.gz"].committed is None
-    assert not [t for t in threading.enumerate() if t.name.startswith("stage ")]
+    assert stage_threads() == []
 
 
 def test_a_part_abandoned_mid_walk_stops_its_stage_and_commits_nothing() -> None:
@@ -97,7 +99,7 @@ def test_a_part_abandoned_mid_walk_stops_its_stage_and_commits_nothing() -> None
             writer.write(records, None, page=number)
         raise RuntimeError("the walk failed")
     assert container.blobs["dev/orders/part-00000.jsonl.gz"].committed is None
-    assert not [t for t in threading.enumerate() if t.name.startswith("stage ")]
+    assert stage_threads() == []
 
 
 def test_a_part_smaller_than_a_batch_lands_without_a_stage_thread(monkeypatch: pytest.MonkeyPatch) -> None:

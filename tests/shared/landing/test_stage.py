@@ -8,9 +8,7 @@ import pytest
 
 from shared.landing.stage import Stage
 
-
-def _stage_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("stage ")]
+from fixtures import stage_threads
 
 
 def test_calls_run_in_the_order_submitted_on_one_thread_and_drain_stops_it() -> None:
@@ -21,7 +19,7 @@ def test_calls_run_in_the_order_submitted_on_one_thread_and_drain_stops_it() -> 
     stage.drain()
     assert [i for i, _ in ran] == list(range(50))
     assert {name for _, name in ran} == {"stage order_0"}
-    assert "stage order_0" not in _stage_threads()
+    assert "stage order_0" not in stage_threads()
 
 
 def test_submit_waits_while_depth_calls_are_queued() -> None:
@@ -68,7 +66,7 @@ def test_the_first_failure_is_raised_to_the_caller_and_nothing_after_it_runs() -
         stage.drain()
     assert raised.value is boom
     assert ran == [0, 1]
-    assert "stage failing_0" not in _stage_threads()
+    assert "stage failing_0" not in stage_threads()
 
 
 def test_a_failure_surfaces_at_the_next_submit() -> None:
@@ -98,6 +96,6 @@ def test_close_stops_the_thread_and_nothing_runs_after_it() -> None:
     assert not closer.is_alive()
     after_close = list(ran)
     assert after_close == [0, 1, 2][: len(after_close)]  # in order, and nothing reordered
-    assert "stage abandoned_0" not in _stage_threads()
+    assert "stage abandoned_0" not in stage_threads()
     stage.close()  # idempotent
     assert ran == after_close

@@ -31,7 +31,7 @@ from shared.gateway.pages import Page, PagePolicyError, check_records, parse_pag
 from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, Paginator
 from shared.gateway.ratelimit import Permit, TokenBucket
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
-from shared.gateway.send import send
+from shared.gateway.send import send, with_query
 from shared.gateway.walk import PageWalk
 from shared.observability import otel, tracing
 from shared.observability.redaction import redact
@@ -86,8 +86,15 @@ class GatewayClient:
         self._limiter = limiter
         self._run = run
         self._base_params = {**source.params, **window_params}
+        self._base_query = urlencode(self._base_params)
+        self._endpoint = httpx.URL(source.endpoint)
         self._retrying = self._retrying_for(source.retry)
         self._trace_id = run.trace_id
+        # Built once: merging into httpx.Headers per page normalised every header three times.
+        # `connection: keep-alive` is HTTP/1.1's default, so it is not sent.
+        self._client_headers = {name: value for name, value in http.headers.items() if name != "connection"}
+        self._our_headers = {"x-correlation-id": run.pipeline_run_id, "accept": "application/json"}
+        self._wants_url = source.pagination.type in _URL_CURSORS
 
     def pages(
         self,
@@ -178,7 +185,13 @@ class GatewayClient:
             ) from None
         try:
             records, next_cursor = self._paginator.parse(
-                PageContext(document, _links(response), str(request.url), cursor)
+                # The Link header and the URL only for the strategies that read them.
+                PageContext(
+                    document,
+                    _links(response) if self._wants_url else {},
+                    str(request.url) if self._wants_url else "",
+                    cursor,
+                )
             )
             check_records(records)
         except (MalformedPage, PagePolicyError) as exc:
@@ -223,29 +236,35 @@ class GatewayClient:
         )
 
     def _build(self, page_request: PageRequest, deadline: float = math.inf) -> httpx.Request:
+        url: httpx.URL | str
         if page_request.url is not None:
             self._check_origin(page_request.url)
             url = page_request.url
         else:
-            query = urlencode({**self._base_params, **page_request.params})
-            url = f"{self._source.endpoint}?{query}" if query else self._source.endpoint
-        ours = {
-            "x-correlation-id": self._run.pipeline_run_id,
-            "traceparent": f"00-{self._trace_id}-{secrets.token_hex(8)}-01",
-            "accept": "application/json",
-        }
+            query = self._query(page_request.params)
+            url = with_query(self._endpoint, query) if query else self._endpoint
         # The client's own (user-agent, accept-encoding), the paginator's, ours: later wins.
-        headers = self._http.headers.copy()
-        headers.update(page_request.headers)
-        headers.update(ours)
+        headers = {
+            **self._client_headers,
+            **{name.lower(): value for name, value in page_request.headers.items()},
+            **self._our_headers,
+            "traceparent": f"00-{self._trace_id}-{secrets.token_hex(8)}-01",
+        }
         policy = self._source.retry
         left = max(0.001, deadline - time.monotonic())
-        timeout = httpx.Timeout(
-            min(policy.read_timeout_seconds, left), connect=min(policy.connect_timeout_seconds, left)
-        )
-        return httpx.Request(
-            self._source.method, url, headers=headers, extensions={"timeout": timeout.as_dict()}
-        )
+        read, connect = min(policy.read_timeout_seconds, left), min(policy.connect_timeout_seconds, left)
+        # httpx.Timeout(read, connect=connect).as_dict(), without building one per page.
+        timeout = {"connect": connect, "read": read, "write": read, "pool": read}
+        return httpx.Request(self._source.method, url, headers=headers, extensions={"timeout": timeout})
+
+    def _query(self, params: dict[str, str]) -> str:
+        """The source's and the window's params, then the page's (a page's value wins)."""
+        if not params:
+            return self._base_query
+        if not self._base_params.keys() & params.keys():
+            page = urlencode(params)
+            return f"{self._base_query}&{page}" if self._base_query else page
+        return urlencode({**self._base_params, **params})
 
     def _check_origin(self, url: str, number: int | None = None, request_id: str | None = None) -> None:
         parts = urlsplit(url)

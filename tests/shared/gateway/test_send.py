@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from urllib.parse import urlencode
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 
-from shared.gateway.send import send
+from shared.gateway.send import send, with_query
 
 from fixtures import catalog_source, gateway_client
 
@@ -101,3 +104,25 @@ def test_the_clients_event_hooks_see_every_request_and_response() -> None:
     )
     send(http, httpx.Request("GET", "https://api.example.com/dev/orders"), None)
     assert seen == ["request /dev/orders", "response 200"]
+
+
+@given(
+    st.sampled_from(
+        ["https://abc.execute-api.eu-west-1.amazonaws.com/dev/orders", "http://127.0.0.1:8080/v1/a%20b/"]
+    ),
+    st.dictionaries(st.text(min_size=1), st.text(), max_size=6),
+)
+def test_a_page_url_built_from_the_parsed_endpoint_is_the_url_httpx_parses(
+    endpoint: str, params: dict[str, str]
+) -> None:
+    # with_query skips httpx's parse of the whole URL: it must give exactly what the parse gives
+    # (the signature covers the path and query as sent), whatever the params hold.
+    query = urlencode(params)
+    built, parsed = with_query(httpx.URL(endpoint), query), httpx.URL(f"{endpoint}?{query}")
+    assert (str(built), built.raw_path, built.host, built.port) == (
+        str(parsed),
+        parsed.raw_path,
+        parsed.host,
+        parsed.port,
+    )
+    assert built == parsed

@@ -366,6 +366,7 @@ def _record(
         access_key_id=exchange.access_key_id,
         correlation_id=request.header("x-correlation-id"),
         traceparent=request.header("traceparent"),
+        user_agent=request.header("user-agent"),
         api_key_present=request.header("x-api-key") is not None,
         dataset=exchange.dataset,
         served=exchange.served,

@@ -29,6 +29,7 @@ class RequestRecord:
     access_key_id: str | None
     correlation_id: str | None
     traceparent: str | None
+    user_agent: str | None
     api_key_present: bool
     dataset: str | None
     served: range | None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from shared import __version__
 from shared.config.auth import ApiKeyAuth, AwsIamAuth, JwtAuth
 from shared.config.catalog import Catalog, Source, load_catalog
 from shared.config.settings import Settings
@@ -24,6 +25,9 @@ from shared.landing.blobs import Landing
 from shared.landing.storage import blob_service
 from shared.observability import otel
 from shared.observability.logs import install_redaction
+
+#: What every request to an API says it comes from: this app and version, then the HTTP library.
+USER_AGENT = f"apigw-adf-bridge/{__version__} python-httpx/{httpx.__version__}"
 
 
 @dataclass
@@ -40,6 +44,8 @@ class Runtime:
             timeout=httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             follow_redirects=False,
+            # Named in API Gateway's access logs ($context.identity.userAgent) and in WAF rules.
+            headers={"user-agent": USER_AGENT},
         )
     )
     _landings: dict[str, Landing] = field(default_factory=dict)

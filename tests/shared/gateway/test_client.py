@@ -10,7 +10,9 @@ import pytest
 
 from localcloud import Fault
 from localcloud.stack import orders_source
+from shared import __version__
 from shared.landing.verify import read_records
+from shared.runtime import USER_AGENT
 
 from fixtures import HOUR, App
 
@@ -127,6 +129,9 @@ def test_every_request_carries_correlation_and_trace_context(app: App) -> None:
     trace_ids = {r.traceparent.split("-")[1] for r in requests if r.traceparent}
     assert len(trace_ids) == 1 and len(requests) == 36
     assert len({r.traceparent for r in requests}) == 36  # a fresh span per request
+    # The app names itself, so AWS-side access logs tell its requests from anyone else's.
+    assert {r.user_agent for r in requests} == {USER_AGENT}
+    assert USER_AGENT.startswith(f"apigw-adf-bridge/{__version__} python-httpx/")
 
 
 def test_manifest_records_first_and_last_request_ids_per_part(app: App) -> None:

@@ -1,4 +1,5 @@
-"""One part: records streamed through an encoder into a blob as staged blocks, committed once.
+"""One part: records streamed through an encoder into a blob as staged blocks, committed once
+(or, when the part never filled a block, put whole in one call).
 
 The encoder decides the file format (gzip JSON Lines in shared.landing.jsonl, Parquet in
 shared.landing.parquet); this writer owns the block buffer, the sha256 and the one commit, so
@@ -172,14 +173,21 @@ class PartWriter:
             self._buffer.clear()
 
     def commit(self, checkpoint: Checkpoint) -> PartInfo:
-        """Flush, stage the last block and commit the block list in one call.
+        """Flush, stage the last block and commit the block list in one call (a part that never
+        filled a block: put whole, in one call).
 
         The part's own manifest entry rides along in the checkpoint's metadata.
         """
         self._encoder.finish()
-        if self._buffer:
+        # A part that never filled a block (a one-page window, most of a backfill's) goes up in
+        # one Put Blob below, not a Put Block and a Put Block List: one storage round trip.
+        whole = bytes(self._buffer) if not self._blocks else None
+        if whole is not None:
+            self._sha.update(whole)
+            self.compressed += len(whole)
+        elif self._buffer:
             self._stage(bytes(self._buffer))
-            self._buffer.clear()
+        self._buffer.clear()
         info = PartInfo(
             name=self.name,
             records=self.records,
@@ -198,12 +206,12 @@ class PartWriter:
             narrow = info.model_copy(update={"columns": None})
             encoded = checkpoint.model_copy(update={"part": narrow}).encode()
         metadata = {**self._metadata, "checkpoint": encoded}
+        settings = ContentSettings(content_type=self._encoder.content_type)
         with storage_errors(f"commit {self._blob.blob_name}"):
-            self._blob.commit_block_list(
-                self._blocks,
-                content_settings=ContentSettings(content_type=self._encoder.content_type),
-                metadata=metadata,
-            )
+            if whole is not None:
+                self._blob.upload_blob(whole, overwrite=True, content_settings=settings, metadata=metadata)
+            else:
+                self._blob.commit_block_list(self._blocks, content_settings=settings, metadata=metadata)
         return info
 
     def _stage(self, data: bytes) -> None:

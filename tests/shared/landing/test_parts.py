@@ -26,15 +26,23 @@ class FakeBlob:
         self.staged: dict[str, bytes] = {}
         self.staged_on: set[str] = set()
         self.committed: list[str] | None = None
+        self.put: bytes | None = None
+        self.calls: list[str] = []
 
     def stage_block(self, block_id: str, data: bytes) -> None:
+        self.calls.append("stage_block")
         if self.fail_at is not None and len(self.staged) == self.fail_at:
             raise HttpResponseError(message="The server is busy.")
         self.staged[block_id] = bytes(data)
         self.staged_on.add(threading.current_thread().name)
 
     def commit_block_list(self, blocks: list[Any], **_: Any) -> None:
+        self.calls.append("commit_block_list")
         self.committed = [block.id for block in blocks]
+
+    def upload_blob(self, data: bytes, **_: Any) -> None:
+        self.calls.append("upload_blob")
+        self.put = bytes(data)
 
 
 class FakeContainer:
@@ -102,8 +110,11 @@ def test_a_part_abandoned_mid_walk_stops_its_stage_and_commits_nothing() -> None
     assert stage_threads() == []
 
 
-def test_a_part_smaller_than_a_batch_lands_without_a_stage_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    # One-page windows (an hourly backfill) are most parts: they must not start a thread each.
+def test_a_part_smaller_than_a_block_lands_in_one_call_without_a_stage_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One-page windows (an hourly backfill) are most parts: no thread each, and one storage
+    # round trip (Put Blob) rather than two (Put Block, Put Block List).
     started: list[str] = []
     original = threading.Thread.start
 
@@ -117,7 +128,7 @@ def test_a_part_smaller_than_a_batch_lands_without_a_stage_thread(monkeypatch: p
         writer.write(pages(1)[0], "req-1", page=1)
         info = writer.commit(Checkpoint(window={"from": "a", "to": "b"}))
     blob = container.blobs["dev/orders/part-00000.jsonl.gz"]
-    assert blob.committed is not None
-    content = b"".join(blob.staged[block_id] for block_id in blob.committed)
-    assert gzip.decompress(content) == encode_lines(pages(1)[0]) and info.records == 100
+    assert blob.calls == ["upload_blob"] and blob.put is not None
+    assert gzip.decompress(blob.put) == encode_lines(pages(1)[0]) and info.records == 100
+    assert info.bytes == len(blob.put) and info.sha256 == hashlib.sha256(blob.put).hexdigest()
     assert started == []

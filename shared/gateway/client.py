@@ -161,7 +161,7 @@ class GatewayClient:
             response.close()
         tracing.response(self._source.name, response.status_code, request_id)
         self._limiter.observe(headers)
-        self._check_status(response, body, number, request_id, permit)
+        self._check_status(response.status_code, headers, body, number, request_id, permit)
         self._limiter.succeeded()
         if response.status_code == 204:  # No Content: an empty last page (shared.gateway.pages)
             log.info("page %d of %s: HTTP 204, the window is complete", number, self._source.name)
@@ -351,14 +351,19 @@ class GatewayClient:
             raise self._bad_page(str(exc), number, request_id) from None
 
     def _check_status(
-        self, response: httpx.Response, body: bytes, number: int, request_id: str | None, permit: Permit
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        number: int,
+        request_id: str | None,
+        permit: Permit,
     ) -> None:
-        status = response.status_code
         if status < 300:
             return
-        error_type = (response.headers.get("x-amzn-errortype") or "").split(":")[0] or None
+        error_type = (headers.get("x-amzn-errortype") or "").split(":")[0] or None
         message = _error_message(body)
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        retry_after = parse_retry_after(headers.get("retry-after"))
         if status == 429:
             # The permit lets the bucket tell a 429 for a request sent before its last cut.
             self._limiter.throttled(permit, retry_after)

@@ -183,8 +183,7 @@ class PartWriter:
         # one Put Blob below, not a Put Block and a Put Block List: one storage round trip.
         whole = bytes(self._buffer) if not self._blocks else None
         if whole is not None:
-            self._sha.update(whole)
-            self.compressed += len(whole)
+            self._count(whole)
         elif self._buffer:
             self._stage(bytes(self._buffer))
         self._buffer.clear()
@@ -219,5 +218,9 @@ class PartWriter:
         with storage_errors(f"stage a block of {self._blob.blob_name}"):
             self._blob.stage_block(block_id, data)
         self._blocks.append(BlobBlock(block_id=block_id))
+        self._count(data)
+
+    def _count(self, data: bytes) -> None:
+        """Add bytes that landed (a block, or the whole part) to the part's sha256 and size."""
         self._sha.update(data)
         self.compressed += len(data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import secrets
+import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -27,7 +27,7 @@ from shared.config.catalog import RetryPolicy, Source
 from shared.errors import GatewayError, PageFormatError, UnsafeUrlError, first_line
 from shared.gateway.auth import GatewayAuth
 from shared.gateway.decoding import RefusedEncoding, decoder_for, identity
-from shared.gateway.pages import Page, PagePolicyError, check_records, parse_page
+from shared.gateway.pages import Page, PagePolicyError, check_records, read_page
 from shared.gateway.pagination import MalformedPage, PageContext, PageRequest, Paginator
 from shared.gateway.ratelimit import Permit, TokenBucket
 from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryable
@@ -167,7 +167,7 @@ class GatewayClient:
             log.info("page %d of %s: HTTP 204, the window is complete", number, self._source.name)
             return Page(number, [], None, request_id, 0)
         try:
-            document = parse_page(body)
+            read = read_page(body, self._source.pagination.records_path)
         except PagePolicyError as exc:
             raise self._bad_page(str(exc), number, request_id) from None
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -187,7 +187,7 @@ class GatewayClient:
             records, next_cursor = self._paginator.parse(
                 # The Link header and the URL only for the strategies that read them.
                 PageContext(
-                    document,
+                    read.document,
                     _links(response) if self._wants_url else {},
                     str(request.url) if self._wants_url else "",
                     cursor,
@@ -208,7 +208,9 @@ class GatewayClient:
             self._run.pipeline_run_id,
             self._run.instance_id,
         )
-        return Page(number, records, next_cursor, request_id, len(body))
+        # The records' texts only if the strategy returned the very list they were read from.
+        texts = read.texts if read.records is records else None
+        return Page(number, records, next_cursor, request_id, len(body), texts=texts)
 
     def _deadline(self, attempts: _Attempts) -> float:
         """When this attempt must be over: connect + read timeout in all (so a drip of one byte
@@ -248,7 +250,9 @@ class GatewayClient:
             **self._client_headers,
             **{name.lower(): value for name, value in page_request.headers.items()},
             **self._our_headers,
-            "traceparent": f"00-{self._trace_id}-{secrets.token_hex(8)}-01",
+            # A fresh span id per request: unique, not secret, so `random` (as OpenTelemetry's own
+            # id generator) rather than a system call per page; never the all-zero invalid id.
+            "traceparent": f"00-{self._trace_id}-{random.getrandbits(64) or 1:016x}-01",
         }
         policy = self._source.retry
         left = max(0.001, deadline - time.monotonic())

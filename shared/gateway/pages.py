@@ -7,6 +7,10 @@ exactly as written, with no key twice. A page that is not in that compact form (
 ASCII-escaped, `": "`-spaced, a huge integer, a duplicate) goes to the standard library, which keeps
 integers of any size exact and checks the policies below.
 
+That check serialises each record on its own and the rest of the page around them, so when it
+passes, each record's JSON text as the API sent it is known (`ReadPage.texts`): JSON Lines lands
+those bytes instead of serialising every record a second time.
+
 * NaN, Infinity and -Infinity are not JSON (RFC 8259): a page carrying one is refused with a
   PageFormatError naming the page and the constant, not landed as a token no reader parses.
 * An object with the same key twice is refused naming the key: which value a reader keeps is
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +63,24 @@ def _float(text: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class ReadPage:
+    """A page's JSON document and, when orjson read it exactly, its records' JSON texts."""
+
+    document: Any
+    #: The record list at the records path, and each record's text (compact, as the API sent it).
+    records: list[Any] | None = None
+    texts: list[bytes] | None = None
+
+
 def parse_page(body: bytes) -> Any:
     """The page's JSON document, refused by the policies above."""
+    return read_page(body).document
+
+
+def read_page(body: bytes, records_path: str = "") -> ReadPage:
+    """The page's JSON document, refused by the policies above; with the texts of the records at
+    `records_path` (dotted, as pagination.records_path) when the fast, exact reading applies."""
     exact = body.strip()
     # A `": ` near the start says the page is spaced (Python's json.dumps default): orjson's
     # output would not match it, so skip the attempt.
@@ -69,9 +90,48 @@ def parse_page(body: bytes) -> Any:
         except orjson.JSONDecodeError:
             pass  # the standard library says what is wrong, in its words
         else:
-            if orjson.dumps(document) == exact:
-                return document
-    return json.loads(body, parse_constant=_constant, parse_float=_float, object_pairs_hook=_unique)
+            keys = [key for key in records_path.split(".") if key]
+            records = _at(document, keys)
+            if records is None:
+                if orjson.dumps(document) == exact:
+                    return ReadPage(document)
+            else:
+                texts = list(map(orjson.dumps, records))
+                if _reassembles(document, keys, texts, exact):
+                    return ReadPage(document, records, texts)
+    return ReadPage(json.loads(body, parse_constant=_constant, parse_float=_float, object_pairs_hook=_unique))
+
+
+# Stands in for the record list while the rest of the page is serialised; random per process, so
+# a page cannot carry it on purpose (and one that holds it anyway only loses the fast reading).
+_PLACEHOLDER = f"\x00records {secrets.token_hex(16)}"
+_PLACEHOLDER_JSON = orjson.dumps(_PLACEHOLDER)
+
+
+def _at(document: Any, keys: list[str]) -> list[Any] | None:
+    """The list at the dotted path, or None where the path does not lead to one."""
+    node = document
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node if isinstance(node, list) else None
+
+
+def _reassembles(document: Any, keys: list[str], texts: list[bytes], exact: bytes) -> bool:
+    """Whether orjson's serialisation of `document` is `exact`, byte for byte, built from the
+    records' texts and the page around them (orjson writes a list as `[` texts joined by `,` `]`)."""
+    shell = orjson.dumps(_replaced(document, keys)) if keys else _PLACEHOLDER_JSON
+    if shell.count(_PLACEHOLDER_JSON) != 1:
+        return False
+    head, _, tail = shell.partition(_PLACEHOLDER_JSON)
+    return exact == b"".join((head, b"[", b",".join(texts), b"]", tail))
+
+
+def _replaced(node: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """A copy of the path's dicts (order kept) with the list at its end replaced by the placeholder."""
+    key, rest = keys[0], keys[1:]
+    return {**node, key: _replaced(node[key], rest) if rest else _PLACEHOLDER}
 
 
 def check_records(records: list[Any]) -> None:
@@ -92,3 +152,6 @@ class Page:
     request_id: str | None
     size: int
     attempts: int = 1
+    #: Each record's JSON text exactly as the API sent it, when the page was read exactly by
+    #: orjson (ReadPage.texts); None otherwise. JSON Lines lands these bytes.
+    texts: list[bytes] | None = None

@@ -165,7 +165,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
             trail=job.trail,
         )
         for page in walk:
-            writer.write(page.records, page.request_id, page=page.number)
+            writer.write(page.records, page.request_id, page=page.number, texts=page.texts)
         checkpoint = Checkpoint(
             window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
         )

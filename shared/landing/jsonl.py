@@ -4,7 +4,8 @@ orjson serialises records about four times faster than the standard library (ben
 Profile), which is what a page's own cost is mostly made of. It is only used where its output
 is exactly what was received: it refuses integers beyond 64 bits and lone surrogates (we then
 fall back). It would turn NaN/Infinity into null, but pages holding those are refused when
-parsed (shared.gateway.pages), so they never reach here.
+parsed (shared.gateway.pages), so they never reach here. When the page's reading already holds
+each record's text as the API sent it (compact pages, read exactly), those bytes land as they are.
 
 Lines are gzipped a batch at a time on the part's stage (shared.landing.stage) while the next
 pages are fetched, and the blocks they fill are staged there too: deflate and the upload
@@ -60,9 +61,10 @@ class JsonlEncoder:
     def schema(self) -> dict[str, str] | None:
         return None  # JSON Lines carries no schema
 
-    def write(self, records: list[Any], *, page: int | None) -> int:
-        """Queue a page's lines for compression; returns their uncompressed size."""
-        raw = encode_lines(records)
+    def write(self, records: list[Any], *, page: int | None, texts: list[bytes] | None = None) -> int:
+        """Queue a page's lines for compression; returns their uncompressed size. `texts`, each
+        record's JSON as the API sent it (shared.gateway.pages), are landed as they are."""
+        raw = encode_lines(records) if texts is None else b"\n".join(texts) + b"\n"
         self._batch += raw
         if len(self._batch) >= self.batch_bytes:
             self._hand_over()

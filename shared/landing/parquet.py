@@ -116,8 +116,9 @@ class ParquetEncoder:
         """Column name -> type name, as the manifest records it."""
         return dict(self._schema)
 
-    def write(self, records: list[Any], *, page: int | None) -> int:
-        """Decode a page into a record batch, merge its schema and spool it; returns its decoded size."""
+    def write(self, records: list[Any], *, page: int | None, texts: list[bytes] | None = None) -> int:
+        """Decode a page into a record batch, merge its schema and spool it; returns its decoded size
+        (`texts`, the records' JSON, is not needed: columns are built from the records)."""
         where = f"on page {page}" if page is not None else "in this part"
         batch, kinds = _batch(records, where)
         for field, kind in kinds.items():

@@ -43,8 +43,9 @@ class Encoder(Protocol):
     @property
     def schema(self) -> dict[str, str] | None: ...
 
-    def write(self, records: list[Any], *, page: int | None) -> int:
-        """Encode a page; returns its size before compression (what max_part_bytes counts)."""
+    def write(self, records: list[Any], *, page: int | None, texts: list[bytes] | None = None) -> int:
+        """Encode a page; returns its size before compression (what max_part_bytes counts).
+        `texts`: each record's JSON text as received, when known (shared.gateway.pages.Page)."""
         ...
 
     def finish(self) -> None:
@@ -146,11 +147,13 @@ class PartWriter:
         request_id: str | None,
         *,
         page: int | None = None,
+        texts: list[bytes] | None = None,
     ) -> None:
-        """Append a page's records (`page`: its window-wide number, for errors naming it)."""
+        """Append a page's records (`page`: its window-wide number, for errors naming it; `texts`:
+        each record's JSON text as received, when known)."""
         if not records:
             return
-        self.uncompressed += self._encoder.write(records, page=page)
+        self.uncompressed += self._encoder.write(records, page=page, texts=texts)
         self.records += len(records)
         if self.first_request_id is None:
             self.first_request_id = request_id

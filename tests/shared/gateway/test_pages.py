@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from shared.errors import PageFormatError, UnsafeUrlError
 from shared.gateway.client import GatewayClient
-from shared.gateway.pages import PagePolicyError, check_records, parse_page
+from shared.gateway.pages import PagePolicyError, check_records, parse_page, read_page
+from shared.gateway.pagination import lookup
 
 from fixtures import catalog_source, gateway_client
 
@@ -132,6 +133,71 @@ def test_every_page_parses_exactly_as_the_standard_library_reads_it(records: lis
     body = _styles[style]({"items": records, "next_token": "abc"})
     # repr, not ==: 1 == 1.0 == True, but a page's 1 must not land as 1.0 or true.
     assert repr(parse_page(body)) == repr(json.loads(body))
+
+
+def _nested(records: list[Any], path: str) -> Any:
+    """A page holding `records` at the dotted `path` (the body itself for ""), among other fields."""
+    if not path:
+        return records
+    outer, _, inner = path.partition(".")
+    return {"count": len(records), outer: _nested(records, inner) if inner else records, "next_token": "abc"}
+
+
+@given(
+    records=_records,
+    style=st.sampled_from(sorted(_styles)),
+    path=st.sampled_from(["items", "data.rows", ""]),
+)
+def test_record_texts_kept_from_a_page_are_its_records_as_sent(
+    records: list[Any], style: str, path: str
+) -> None:
+    body = _styles[style](_nested(records, path))
+    read = read_page(body, path)
+    assert repr(read.document) == repr(json.loads(body))
+    if read.texts is not None:
+        assert read.records is lookup(read.document, path, "records")
+        assert [repr(json.loads(text)) for text in read.texts] == [repr(record) for record in read.records]
+        assert b",".join(read.texts) in body  # the page's own bytes, not a re-serialisation
+
+
+@pytest.mark.parametrize("path", ["items", "data.rows", ""])
+def test_a_compact_page_keeps_each_records_text_as_sent(path: str) -> None:
+    texts = [b'{"id":"a","n":1,"f":0.1,"s":"caf\xc3\xa9"}', b'{"id":"b","x":[1,{"k":null}]}', b"{}"]
+    records = b"[" + b",".join(texts) + b"]"
+    body = {
+        "items": b'{"items":' + records + b',"next_token":"t"}',
+        "data.rows": b'{"count":3,"data":{"rows":' + records + b',"more":true},"next_token":"t"}',
+        "": records,
+    }[path]
+    read = read_page(body, path)
+    assert read.texts == texts and read.records == [json.loads(text) for text in texts]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items":[{"id":"a"}],"next_token":"t","next_token":"u"}',  # beside the records
+        b'{"items":[{"id":"a"}],"items":[{"id":"b"}]}',  # the records' own key
+        b'{"data":{"rows":[{"id":"a"}],"rows":[]}}',  # on the path to them
+    ],
+)
+def test_a_compact_page_with_a_key_written_twice_around_its_records_is_refused(body: bytes) -> None:
+    with pytest.raises(PagePolicyError, match="twice"):
+        read_page(body, "data.rows" if b"data" in body else "items")
+
+
+def test_a_page_whose_records_path_holds_no_list_keeps_no_texts_and_reads_as_before() -> None:
+    read = read_page(b'{"items":{"id":"a"},"next_token":"t"}', "items")
+    assert read.document == {"items": {"id": "a"}, "next_token": "t"} and read.texts is None
+
+
+def test_a_fetched_page_carries_its_records_texts_only_when_read_exactly() -> None:
+    compact = answering(b'{"items":[{"id":"a","n":1},{"id":"b"}],"next_token":"t"}').fetch(None, 1)
+    assert compact.texts == [b'{"id":"a","n":1}', b'{"id":"b"}']
+    spaced = answering(b'{"items": [{"id": "a", "n": 1}], "next_token": "t"}').fetch(None, 1)
+    assert spaced.texts is None and spaced.records == [{"id": "a", "n": 1}]
+    huge = answering(b'{"items":[{"id":123456789012345678901234567890}],"next_token":"t"}').fetch(None, 1)
+    assert huge.texts is None and huge.records == [{"id": 123456789012345678901234567890}]
 
 
 @given(

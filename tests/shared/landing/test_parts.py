@@ -132,3 +132,20 @@ def test_a_part_smaller_than_a_block_lands_in_one_call_without_a_stage_thread(
     assert gzip.decompress(blob.put) == encode_lines(pages(1)[0]) and info.records == 100
     assert info.bytes == len(blob.put) and info.sha256 == hashlib.sha256(blob.put).hexdigest()
     assert started == []
+
+
+def test_records_whose_text_the_page_kept_land_as_those_bytes() -> None:
+    # The texts the page reading kept (shared.gateway.pages.read_page): the API's own bytes, which
+    # here differ from what serialising the records would give (1.0 vs 1, the key order), so the
+    # part shows which of the two landed.
+    records = [{"id": "a", "amount": 1}, {"id": "b"}]
+    texts = [b'{"amount":1.0,"id":"a"}', b'{"id":"b"}']
+    container = FakeContainer()
+    with writer_for(container) as writer:
+        writer.write(records, "req-1", page=1, texts=texts)
+        writer.write(records, "req-2", page=2)
+        info = writer.commit(Checkpoint(window={"from": "a", "to": "b"}))
+    blob = container.blobs["dev/orders/part-00000.jsonl.gz"]
+    assert blob.put is not None
+    assert gzip.decompress(blob.put) == b"\n".join(texts) + b"\n" + encode_lines(records)
+    assert info.records == 4 and info.uncompressed_bytes == len(gzip.decompress(blob.put))

@@ -6,6 +6,7 @@ TCP connections and rate-limit buckets are shared too.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ from shared.landing.blobs import Landing
 from shared.landing.storage import blob_service
 from shared.observability import otel
 from shared.observability.logs import install_redaction
+
+log = logging.getLogger(__name__)
 
 #: What every request to an API says it comes from: this app and version, then the HTTP library.
 USER_AGENT = f"apigw-adf-bridge/{__version__} python-httpx/{httpx.__version__}"
@@ -92,6 +95,25 @@ class Runtime:
             region=source.auth.region,
             duration_seconds=source.auth.session_duration_seconds,
         )
+
+    def prepare(self, source: Source) -> threading.Thread | None:
+        """Start building the source's credential clients (CredentialProvider.prepare) on a thread
+        of their own, so the first page does not wait for them; the thread, or None when there is
+        nothing to build. Network calls (the Entra token, STS) stay with the first request, which
+        raises whatever goes wrong: a failure here is only logged."""
+        auth = source.auth
+        if not isinstance(auth, AwsIamAuth) or self.credentials.prepared(auth.region):
+            return None
+
+        def build() -> None:
+            try:
+                self.credentials.prepare(auth.region)
+            except Exception as exc:  # the first request builds them again and says what is wrong
+                log.debug("could not prepare credentials for %s: %s", source.name, exc)
+
+        thread = threading.Thread(target=build, name=f"prepare {source.name}", daemon=True)
+        thread.start()
+        return thread
 
     def gateway_client(
         self, source: Source, window_params: dict[str, str], run: RunContext, session: RoleSession | None

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from localcloud import StsCall
 from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack, orders_source
 from shared import runtime
 from shared.cli import local_engine as engine
@@ -22,6 +23,7 @@ from shared.durable.journal import Instance
 from shared.gateway.client import GatewayClient, RunContext
 from shared.gateway.pagination import paginator_for
 from shared.gateway.ratelimit import TokenBucket
+from shared.identity.sts import session_name_for
 from shared.ingest.orchestrators import INGEST_ORCHESTRATOR
 from shared.ingest.requests import IngestRequest
 from shared.ingest.start import prepare_ingest
@@ -133,3 +135,9 @@ class App:
         assert result.returncode == 0, result.stderr
         document: dict[str, Any] = json.loads(result.stdout)
         return document
+
+
+def sts_calls(app: App, run_id: str) -> list[StsCall]:
+    """AssumeRoleWithWebIdentity calls STS saw for this run's session."""
+    session = session_name_for(run_id, "")
+    return [call for call in app.stack.cloud.sts.calls if call.session_name == session]

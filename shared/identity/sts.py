@@ -173,6 +173,18 @@ class CredentialProvider:
         self.credentials(session)
         return SessionCredentials(self, session)
 
+    def prepare(self, region: str) -> None:
+        """Build what assuming a role in `region` needs that costs CPU but no network: the Entra
+        credential (azure-identity's import) and the region's STS client (botocore's service
+        model). About a quarter of a second, paid once per process, before any request."""
+        self.token_source  # noqa: B018 - built on first read
+        self._sts(region)
+
+    def prepared(self, region: str) -> bool:
+        """Whether `region`'s STS client and the Entra credential are built."""
+        with self._lock:
+            return self._token_source is not None and region in self._sts_clients
+
     def entra_token(self, audience: str) -> str:
         """An Entra access token for the audience (the AWS OIDC provider's client id)."""
         try:

@@ -68,6 +68,9 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
     plan = PlanInput.model_validate(payload)
     runtime = current()
     source = runtime.source(plan.source)
+    # While the plan reads storage: the first page would otherwise wait a quarter of a second
+    # for the credential clients of a fresh process (bench/RESULTS.md, issue 14).
+    runtime.prepare(source)
     window = Window.from_json(plan.window)
     prefix = layout.window_prefix(
         runtime.settings.environment.value, source.name, window, dry_run=plan.dry_run

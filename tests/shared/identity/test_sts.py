@@ -17,22 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
-from localcloud import Dataset, Fault, LocalCloud, StsCall
+from localcloud import Dataset, Fault, LocalCloud
 from localcloud.stack import orders_source
 from shared import runtime
 from shared.errors import RequestError, StsError
 from shared.identity.sts import CredentialProvider, RoleSession, session_name_for
 from shared.landing.verify import read_records
 
-from fixtures import HOUR, App
+from fixtures import HOUR, App, sts_calls
 
 STS_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
-
-
-def sts_calls(app: App, run_id: str) -> list[StsCall]:
-    """AssumeRoleWithWebIdentity calls STS saw for this run's session."""
-    session = session_name_for(run_id, "")
-    return [call for call in app.stack.cloud.sts.calls if call.session_name == session]
 
 
 def landed_ids(app: App, prefix: str) -> Counter[str]:

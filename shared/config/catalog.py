@@ -99,6 +99,14 @@ class Output(_Model):
     parts_per_execution: int = Field(
         20, ge=1, description="continue_as_new after this many parts keeps durable history small."
     )
+    parts_per_activity: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="Parts one fetch_part activity lands, each committed while the next is fetched: "
+        "fewer activity hops and no wait for a commit between them, but a retried activity refetches "
+        "every part it had landed, and it runs that many parts long (keep it under functionTimeout).",
+    )
     keep_replaced_for: timedelta = Field(
         timedelta(hours=24),
         description="How long a replaced generation's parts stay after its replacement is published "

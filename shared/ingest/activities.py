@@ -28,7 +28,8 @@ from shared.ingest.payloads import (
 )
 from shared.ingest.window import Window
 from shared.landing.blobs import MANIFEST, SUCCESS, Landing
-from shared.landing.parts import Checkpoint, PartInfo
+from shared.landing.parts import Checkpoint, PartInfo, PartWriter
+from shared.landing.stage import Stage
 from shared.observability import tracing
 from shared.runtime import current
 from shared.timestamps import isoformat
@@ -139,7 +140,8 @@ def _claim_generation(landing: Landing, prefix: str, first: int, plan: PlanInput
 
 @activity
 def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
-    """Fetch up to a part's worth of pages from the cursor and land them as one part."""
+    """Fetch pages from the cursor and land them as parts: up to output.parts_per_activity, each
+    committed on a stage of its own while the next part's pages are fetched."""
     job = FetchPartInput.model_validate(payload)
     runtime = current()
     source = runtime.source(job.source)
@@ -147,41 +149,83 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     run = RunContext(job.pipeline_run_id, job.instance_id, job.pipeline_name)
     session = runtime.role_session(source, job.role_arn, job.session_name)
     client = runtime.gateway_client(source, window.query_params(source.window), run, session)
-    with runtime.landing_for(source).part_writer(
-        job.prefix,
-        f"{job.folder}{layout.part_name(job.part_index, job.segment, source.output.format)}",
-        {
-            "source": source.name,
-            "window_from": job.window["from"],
-            "window_to": job.window["to"],
-            "pipeline_run_id": job.pipeline_run_id,
-            "instance_id": job.instance_id,
-        },
-        source.output.format,
-        source.output.parquet_compression,
-    ) as writer:
-        walk = client.pages(
-            job.cursor,
-            after_page=job.pages_before,
-            max_pages=job.max_pages or source.output.pages_per_part,
-            enough=lambda: writer.uncompressed >= source.output.max_part_bytes,
-            trail=job.trail,
-        )
-        for page in walk:
-            writer.write(page.records, page.request_id, page=page.number, texts=page.texts)
-        checkpoint = Checkpoint(
-            window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
-        )
-        part = writer.commit(checkpoint) if writer.records else None
-    tracing.part_landed(source.name, part)
+    landing = runtime.landing_for(source)
+    metadata = {
+        "source": source.name,
+        "window_from": job.window["from"],
+        "window_to": job.window["to"],
+        "pipeline_run_id": job.pipeline_run_id,
+        "instance_id": job.instance_id,
+    }
+    cursor, after, trail, index = job.cursor, job.pages_before, job.trail, job.part_index
+    done = False
+    pages = records = 0
+    landed: list[PartInfo] = []
+    # A dry run fetches one page (max_pages): one part.
+    budget = 1 if job.max_pages else source.output.parts_per_activity
+    # depth 1: one part commits while the next is written, so memory is two parts' buffers at most.
+    commits = Stage(f"commits {job.part_index}", depth=1)
+    writers: list[PartWriter] = []
+    try:
+        for number in range(1, budget + 1):
+            writer = landing.part_writer(
+                job.prefix,
+                f"{job.folder}{layout.part_name(index, job.segment, source.output.format)}",
+                metadata,
+                source.output.format,
+                source.output.parquet_compression,
+            )
+            # The one before may still be committing; any earlier one is done (the stage holds one).
+            writers = [*writers[-1:], writer]
+            walk = client.pages(
+                cursor,
+                after_page=after,
+                max_pages=job.max_pages or source.output.pages_per_part,
+                enough=functools.partial(_full, writer, source.output.max_part_bytes),
+                trail=trail,
+            )
+            for page in walk:
+                writer.write(page.records, page.request_id, page=page.number, texts=page.texts)
+            checkpoint = Checkpoint(
+                window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
+            )
+            if writer.records:
+                if walk.done or number == budget:  # the last part: nothing left to overlap with
+                    commits.drain()
+                    _commit(writer, checkpoint, source.name, landed)
+                else:
+                    commits.submit(_commit, writer, checkpoint, source.name, landed)
+                index += 1
+            pages, records = pages + walk.fetched, records + writer.records
+            cursor, after, trail, done = walk.next_cursor, walk.last_page, walk.trail, walk.done
+            if done:
+                break
+        commits.drain()
+    finally:
+        commits.close()  # after a failure: the commit under way finishes, none queued starts
+        for writer in writers:
+            writer.close()  # idempotent; stops the encoder's stage of a part never committed
     return FetchPartResult(
-        part=part,
-        next_cursor=walk.next_cursor,
-        done=walk.done,
-        pages=walk.fetched,
-        records=writer.records,
-        trail=walk.trail,
+        part=landed[-1] if landed else None,
+        parts=len(landed),
+        next_cursor=cursor,
+        done=done,
+        pages=pages,
+        records=records,
+        trail=trail,
     ).model_dump()
+
+
+def _full(writer: PartWriter, max_part_bytes: int) -> bool:
+    """Whether the part holds max_part_bytes (before compression): the walk ends it there."""
+    return writer.uncompressed >= max_part_bytes
+
+
+def _commit(writer: PartWriter, checkpoint: Checkpoint, source: str, landed: list[PartInfo]) -> None:
+    """Commit a part (on the commit stage, in order) and count it."""
+    part = writer.commit(checkpoint)
+    landed.append(part)
+    tracing.part_landed(source, part)
 
 
 @activity

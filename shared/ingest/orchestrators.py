@@ -114,11 +114,10 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
             seg.cursor = result.next_cursor
             seg.fetched = result.done
             seg.trail = result.trail
-            if result.part is not None:
-                state.part_count += 1
-                state.records += result.part.records
-                seg.next_part += 1
-                parts_this_execution += 1
+            state.part_count += result.parts
+            state.records += result.records
+            seg.next_part += result.parts
+            parts_this_execution += result.parts
         if state.dry_run:
             for seg in state.segments:
                 seg.fetched = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.ingest.requests import Mode
 from shared.landing.parts import PartInfo
@@ -113,12 +113,22 @@ class FetchPartInput(Correlated):
 
 
 class FetchPartResult(_Edge):
+    #: The last part landed (None when none had records), and how many were (parts_per_activity).
     part: PartInfo | None
+    parts: int
     next_cursor: str | None
     done: bool
     pages: int
     records: int
     trail: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_part_before_parts_were_counted(cls, data: Any) -> Any:
+        # Results in the history of a run started before `parts` existed landed one part at most.
+        if isinstance(data, dict) and "parts" not in data:
+            return {**data, "parts": int(data.get("part") is not None)}
+        return data
 
 
 class PlanInput(Correlated):

@@ -33,6 +33,8 @@ from typing import Any
 
 import orjson
 
+from shared.gateway.pagination import lookup
+
 
 class PagePolicyError(Exception):
     """The page is well-formed JSON that breaks one of the policies above (not retried: the
@@ -90,13 +92,13 @@ def read_page(body: bytes, records_path: str = "") -> ReadPage:
         except orjson.JSONDecodeError:
             pass  # the standard library says what is wrong, in its words
         else:
-            keys = [key for key in records_path.split(".") if key]
-            records = _at(document, keys)
-            if records is None:
+            records = lookup(document, records_path, "record list", required=False)
+            if not isinstance(records, list):
                 if orjson.dumps(document) == exact:
                     return ReadPage(document)
             else:
                 texts = list(map(orjson.dumps, records))
+                keys = [key for key in records_path.split(".") if key]
                 if _reassembles(document, keys, texts, exact):
                     return ReadPage(document, records, texts)
     return ReadPage(json.loads(body, parse_constant=_constant, parse_float=_float, object_pairs_hook=_unique))
@@ -106,16 +108,6 @@ def read_page(body: bytes, records_path: str = "") -> ReadPage:
 # a page cannot carry it on purpose (and one that holds it anyway only loses the fast reading).
 _PLACEHOLDER = f"\x00records {secrets.token_hex(16)}"
 _PLACEHOLDER_JSON = orjson.dumps(_PLACEHOLDER)
-
-
-def _at(document: Any, keys: list[str]) -> list[Any] | None:
-    """The list at the dotted path, or None where the path does not lead to one."""
-    node = document
-    for key in keys:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node if isinstance(node, list) else None
 
 
 def _reassembles(document: Any, keys: list[str], texts: list[bytes], exact: bytes) -> bool:

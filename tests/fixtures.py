@@ -19,12 +19,13 @@ from localcloud.stack import FOREIGN_CREDENTIAL_VARS, Stack, orders_source
 from shared import runtime
 from shared.cli import local_engine as engine
 from shared.config.catalog import Source
+from shared.durable.history import TASK_SCHEDULED
 from shared.durable.journal import Instance
 from shared.gateway.client import GatewayClient, RunContext
 from shared.gateway.pagination import paginator_for
 from shared.gateway.ratelimit import TokenBucket
 from shared.identity.sts import session_name_for
-from shared.ingest.orchestrators import INGEST_ORCHESTRATOR
+from shared.ingest.orchestrators import FETCH_PART, INGEST_ORCHESTRATOR
 from shared.ingest.requests import IngestRequest
 from shared.ingest.start import prepare_ingest
 from shared.landing.blobs import Landing
@@ -141,3 +142,8 @@ def sts_calls(app: App, run_id: str) -> list[StsCall]:
     """AssumeRoleWithWebIdentity calls STS saw for this run's session."""
     session = session_name_for(run_id, "")
     return [call for call in app.stack.cloud.sts.calls if call.session_name == session]
+
+
+def fetch_parts_scheduled(instance: Instance) -> int:
+    """How many fetch_part activities the run scheduled (each lands up to parts_per_activity parts)."""
+    return sum(1 for e in instance.history if e["EventType"] == TASK_SCHEDULED and e["Name"] == FETCH_PART)

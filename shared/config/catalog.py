@@ -100,12 +100,19 @@ class Output(_Model):
         20, ge=1, description="continue_as_new after this many parts keeps durable history small."
     )
     parts_per_activity: int = Field(
-        1,
+        4,
         ge=1,
         le=100,
-        description="Parts one fetch_part activity lands, each committed while the next is fetched: "
-        "fewer activity hops and no wait for a commit between them, but a retried activity refetches "
-        "every part it had landed, and it runs that many parts long (keep it under functionTimeout).",
+        description="Parts one fetch_part activity lands at most, each committed while the next is "
+        "fetched: fewer activity hops and no wait for a commit between parts. A retried activity "
+        "refetches the parts it had landed; activity_seconds bounds how long that is.",
+    )
+    activity_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A fetch_part activity starts another part only while it has run less than this; "
+        "the part under way always ends at its own limits (keep this plus one part well under "
+        "host.json's functionTimeout).",
     )
     keep_replaced_for: timedelta = Field(
         timedelta(hours=24),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -140,8 +141,10 @@ def _claim_generation(landing: Landing, prefix: str, first: int, plan: PlanInput
 
 @activity
 def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
-    """Fetch pages from the cursor and land them as parts: up to output.parts_per_activity, each
-    committed on a stage of its own while the next part's pages are fetched."""
+    """Fetch pages from the cursor and land them as parts: up to output.parts_per_activity, while
+    the activity has run less than output.activity_seconds, each committed on a stage of its own
+    while the next part's pages are fetched."""
+    started = time.monotonic()
     job = FetchPartInput.model_validate(payload)
     runtime = current()
     source = runtime.source(job.source)
@@ -162,12 +165,13 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     pages = records = 0
     landed: list[PartInfo] = []
     # A dry run fetches one page (max_pages): one part.
-    budget = 1 if job.max_pages else source.output.parts_per_activity
+    most = 1 if job.max_pages else source.output.parts_per_activity
+    ends_at = started + source.output.activity_seconds
     # depth 1: one part commits while the next is written, so memory is two parts' buffers at most.
     commits = Stage(f"commits {job.part_index}", depth=1)
     writers: list[PartWriter] = []
     try:
-        for number in range(1, budget + 1):
+        for number in range(1, most + 1):
             writer = landing.part_writer(
                 job.prefix,
                 f"{job.folder}{layout.part_name(index, job.segment, source.output.format)}",
@@ -189,8 +193,11 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
             checkpoint = Checkpoint(
                 window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
             )
+            # A part is cut by pages and bytes only, never by time, so a retry lands the same parts;
+            # time only decides whether another part starts.
+            last = walk.done or number == most or time.monotonic() >= ends_at
             if writer.records:
-                if walk.done or number == budget:  # the last part: nothing left to overlap with
+                if last:  # nothing left to overlap with
                     commits.drain()
                     _commit(writer, checkpoint, source.name, landed)
                 else:
@@ -198,7 +205,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
                 index += 1
             pages, records = pages + walk.fetched, records + writer.records
             cursor, after, trail, done = walk.next_cursor, walk.last_page, walk.trail, walk.done
-            if done:
+            if last:
                 break
         commits.drain()
     finally:

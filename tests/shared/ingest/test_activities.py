@@ -1,5 +1,5 @@
 """fetch_part against the real stand-ins: several parts in one activity, each committed while
-the next is fetched (output.parts_per_activity)."""
+the next is fetched (output.parts_per_activity), for as long as output.activity_seconds allows."""
 
 from __future__ import annotations
 
@@ -10,29 +10,32 @@ from typing import Any
 import pytest
 
 from localcloud.stack import orders_source
-from shared.durable.history import TASK_SCHEDULED
 from shared.errors import LandingError
 from shared.gateway.client import GatewayClient
 from shared.gateway.pages import Page
-from shared.ingest.orchestrators import FETCH_PART
 from shared.ingest.payloads import FetchPartResult
 from shared.landing.parts import Checkpoint, PartInfo, PartWriter
 from shared.landing.verify import read_records
 
-from fixtures import HOUR, App
+from fixtures import HOUR, App, fetch_parts_scheduled
 
 # 36 pages of 100 records: 12 parts of 3 pages, 4 parts an activity, so 3 activities.
 PAGES_PER_PART, PARTS_PER_ACTIVITY = 3, 4
 
 
-def configure(app: App, **retry: Any) -> None:
+def configure(app: App, output: dict[str, Any] | None = None, **retry: Any) -> None:
     app.write_sources(
         orders=orders_source(
             app.stack.cloud.gateway_url,
-            output={"pages_per_part": PAGES_PER_PART, "parts_per_activity": PARTS_PER_ACTIVITY},
+            output={
+                "pages_per_part": PAGES_PER_PART,
+                "parts_per_activity": PARTS_PER_ACTIVITY,
+                **(output or {}),
+            },
             retry=retry,
         )
     )
+
 
 
 def landed_once(app: App, prefix: str) -> bool:
@@ -67,8 +70,7 @@ def test_a_part_commits_while_the_next_parts_pages_are_fetched(
     instance = app.ingest(pipelineRunId="run-overlap")
     assert instance.runtime_status == "Completed", instance.output
     assert len(instance.output["parts"]) == 12 and landed_once(app, instance.output["prefix"])
-    scheduled = [e for e in instance.history if e["EventType"] == TASK_SCHEDULED and e["Name"] == FETCH_PART]
-    assert len(scheduled) == 3
+    assert fetch_parts_scheduled(instance) == 3
     # Three parts of each activity on its commit stage; its last one inline, with nothing to overlap.
     assert [name.startswith("stage commits") for name in committed_on] == [True, True, True, False] * 3
 
@@ -95,6 +97,20 @@ def test_a_commit_failing_while_the_next_part_is_fetched_fails_the_activity_and_
     # its 9 pages; the retry fetched the activity's parts again: part 0, committed, is rewritten.
     pages = [r for r in app.stack.cloud.gateway.requests if r.path == "/dev/orders"]
     assert len(pages) == 36 + 3 * PAGES_PER_PART
+
+
+def test_an_activity_past_activity_seconds_starts_no_further_part_and_parts_are_still_cut_by_pages(
+    app: App,
+) -> None:
+    # Each part's 3 pages take at least 60 ms, past the 50 ms an activity may go on starting parts.
+    configure(app, output={"activity_seconds": 0.05})
+    app.stack.cloud.gateway.latency_ms = 20
+    instance = app.ingest(pipelineRunId="run-activity-seconds")
+    assert instance.runtime_status == "Completed", instance.output
+    assert fetch_parts_scheduled(instance) == 12  # one part an activity, not 4
+    manifest = app.landing.read_json(f"{instance.output['prefix']}/_manifest.json")
+    assert [part["records"] for part in manifest["parts"]] == [PAGES_PER_PART * 100] * 12
+    assert landed_once(app, instance.output["prefix"])
 
 
 def test_a_result_recorded_before_parts_were_counted_still_counts_its_one_part() -> None:

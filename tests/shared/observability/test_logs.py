@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from localcloud import Fault
+from localcloud.stack import orders_source
 from shared import runtime
 from shared.gateway.client import RunContext
 from shared.ingest.payloads import FetchPartInput, FinalizeInput, IngestState, PlanInput
@@ -56,7 +57,7 @@ from shared.observability.tracing import (
     STS_SPAN,
 )
 
-from fixtures import HOUR, REPO, App
+from fixtures import HOUR, REPO, App, fetch_parts_scheduled
 
 WINDOW = f"{HOUR[0]}/{HOUR[1]}"
 LOGGERS = ("", "shared", "azure", "msal", "botocore", "boto3", "urllib3", "httpx", "httpcore")
@@ -125,6 +126,8 @@ def test_a_run_records_activity_page_and_sts_spans_and_counters(
 ) -> None:
     exporter, reader = otel
     cloud = app.stack.cloud
+    # 36 pages, 10 a part: 4 parts, 2 an activity.
+    app.write_sources(orders=orders_source(cloud.gateway_url, output={"parts_per_activity": 2}))
     sts_before = cloud.sts.call_count
     instance = app.ingest(pipelineRunId="telemetry-run")
     assert instance.runtime_status == "Completed", instance.output
@@ -135,7 +138,7 @@ def test_a_run_records_activity_page_and_sts_spans_and_counters(
     # One span per activity, children of none: each is the root of the run's trace on its worker.
     assert len(named(spans, "plan_window")) == len(named(spans, "finalize")) == 1
     fetches = named(spans, "fetch_part")
-    assert len(fetches) == len(summary["parts"]) > 1
+    assert len(fetches) == 2 and len(summary["parts"]) == 4
     for span in fetches + named(spans, "finalize"):
         assert span.parent is None
         assert span.context.trace_id == run_trace_id("telemetry-run")
@@ -144,7 +147,7 @@ def test_a_run_records_activity_page_and_sts_spans_and_counters(
         assert span.attributes[INSTANCE_ID] == instance.instance_id
         assert span.attributes["bridge.window"] == WINDOW
         assert span.status.status_code is StatusCode.UNSET
-    assert sorted(s.attributes["bridge.part"] for s in fetches if s.attributes) == list(range(len(fetches)))
+    assert sorted(s.attributes["bridge.part"] for s in fetches if s.attributes) == [0, 2]  # first parts
 
     # One span per page, under the fetch_part that fetched it, naming the API's request id.
     pages = named(spans, PAGE_SPAN)
@@ -327,7 +330,7 @@ def test_with_a_connection_string_spans_and_metrics_reach_application_insights(
         server.server_close()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     kinds = Counter(envelope["name"].rsplit(".", 1)[-1] for envelope in _Ingestion.envelopes)
-    assert kinds["Request"] == 1 + len(instance.output["parts"]) + 1  # the activities
+    assert kinds["Request"] == 1 + fetch_parts_scheduled(instance) + 1  # the activities
     assert kinds["RemoteDependency"] >= instance.output["pages"]  # pages and the STS call
     pages = [
         e["data"]["baseData"]

@@ -191,7 +191,11 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
             for page in walk:
                 writer.write(page.records, page.request_id, page=page.number, texts=page.texts)
             checkpoint = Checkpoint(
-                window=job.window, next_cursor=walk.next_cursor, pages_after=walk.last_page, done=walk.done
+                window=job.window,
+                next_cursor=walk.next_cursor,
+                pages_before=after,
+                pages_after=walk.last_page,
+                done=walk.done,
             )
             # A part is cut by pages and bytes only, never by time, so a retry lands the same parts;
             # time only decides whether another part starts.
@@ -315,7 +319,9 @@ def _committed_parts(landing: Landing, prefix: str, state: IngestState, extensio
     Each segment's parts 0..next_part-1 in the generation folder; parts past those are strays.
     """
     fresh = [Segment(index=seg.index, window=seg.window) for seg in state.segments]
-    found = layout.resume(landing.landed_parts(prefix, state.folder), fresh, state.folder, extension)
+    # Not chained: these are the parts this run committed, in order, counted by the orchestration.
+    landed = landing.landed_parts(prefix, state.folder)
+    found = layout.resume(landed, fresh, state.folder, extension, chained=False)
     parts: list[PartInfo] = []
     offset = 0
     for seen, mine in zip(fresh, state.segments, strict=True):

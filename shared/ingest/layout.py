@@ -45,9 +45,15 @@ def resume(
     segments: list[Segment],
     folder: str,
     extension: str = "jsonl.gz",
+    *,
+    chained: bool = True,
 ) -> list[PartInfo]:
     """Move each segment past the longest run of parts 0..n-1 an earlier attempt committed for it.
 
+    `chained`: a part counts only if its walk began where the part before it ended. An activity
+    that failed may leave parts past those its retry lands, cut elsewhere if the pages changed
+    (max_part_bytes); going on from one would skip or repeat pages. A run of empty pages between
+    two parts also breaks the chain: those pages are fetched again, which costs time, not data.
     Returns those parts' manifest entries; the segments are updated in place.
     """
     checkpoints = dict(landed)
@@ -59,6 +65,16 @@ def resume(
                 f"{folder}{part_name(seg.next_part, seg.index if segmented else None, extension)}"
             )
             if checkpoint is None or checkpoint.window != seg.window or checkpoint.part is None:
+                break
+            if chained and checkpoint.pages_before not in (None, seg.pages):
+                log.info(
+                    "part %d of segment %d began after page %d, not after page %d where the part "
+                    "before it ended: fetching from there again",
+                    seg.next_part,
+                    seg.index,
+                    checkpoint.pages_before,
+                    seg.pages,
+                )
                 break
             resumed.append(checkpoint.part)
             seg.next_part += 1

@@ -93,6 +93,8 @@ class Checkpoint(BaseModel):
     window: dict[str, str]
     next_cursor: str | None = None
     pages_after: int = 0
+    #: The window's page count when this part's walk began; None in parts landed before it was kept.
+    pages_before: int | None = None
     done: bool = False
     part: PartInfo | None = None
 

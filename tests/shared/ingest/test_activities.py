@@ -111,6 +111,11 @@ def test_an_activity_past_activity_seconds_starts_no_further_part_and_parts_are_
     manifest = app.landing.read_json(f"{instance.output['prefix']}/_manifest.json")
     assert [part["records"] for part in manifest["parts"]] == [PAGES_PER_PART * 100] * 12
     assert landed_once(app, instance.output["prefix"])
+    # Each part's checkpoint says where its walk began, from one activity to the next: a later
+    # run goes on only from parts that chain (shared.ingest.layout.resume).
+    landed = app.landing.landed_parts(instance.output["prefix"], "")
+    spans = [(c.pages_before, c.pages_after) for _, c in landed if c]
+    assert spans == [(PAGES_PER_PART * k, PAGES_PER_PART * (k + 1)) for k in range(12)]
 
 
 def test_a_result_recorded_before_parts_were_counted_still_counts_its_one_part() -> None:

@@ -1,4 +1,5 @@
-"""The layout rules: which replaced generations a manifest keeps, which parts a finalize removes."""
+"""The layout rules: which replaced generations a manifest keeps, which parts a finalize removes,
+which landed parts a run goes on from."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from shared.gateway.walk import CursorTrail
 from shared.ingest import layout
+from shared.ingest.payloads import Segment
+from shared.landing.parts import Checkpoint, PartInfo
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -59,3 +62,50 @@ def test_cursor_trail_catches_a_cycle_of_any_period_carried_across_walks() -> No
         assert caught is not None, period
         page, earlier = caught
         assert (page - earlier) % period == 0 and page <= 2 * (5 + period) + 2, (period, caught)
+
+
+WINDOW = {"from": "2024-01-01T00:00:00Z", "to": "2024-01-01T01:00:00Z"}
+
+
+def landed_part(index: int, before: int | None, after: int) -> tuple[str, Checkpoint]:
+    name = layout.part_name(index)
+    info = PartInfo(
+        name=name,
+        records=100 * (after - (before or 0)),
+        bytes=1,
+        uncompressed_bytes=1,
+        sha256="0" * 64,
+        first_request_id=None,
+        last_request_id=None,
+        started_at="2024-01-01T00:00:00.000000Z",
+        finished_at="2024-01-01T00:00:01.000000Z",
+    )
+    checkpoint = Checkpoint(
+        window=WINDOW, next_cursor=f"after-{after}", pages_before=before, pages_after=after, part=info
+    )
+    return name, checkpoint
+
+
+def test_a_run_goes_on_only_from_parts_that_each_begin_where_the_one_before_ended() -> None:
+    # An activity's first attempt landed parts 0 and 1 cut after pages 3 and 6, then failed; its
+    # retry, on pages that had grown, cut part 0 after page 2 and failed too. Part 1 is the first
+    # attempt's: going on after it would skip page 3.
+    landed = [landed_part(0, 0, 2), landed_part(1, 3, 6)]
+    segment = Segment(index=0, window=WINDOW)
+    resumed = layout.resume(landed, [segment], "")
+    assert [p.name for p in resumed] == ["part-00000.jsonl.gz"]
+    assert (segment.next_part, segment.pages, segment.cursor) == (1, 2, "after-2")
+    # Parts that chain are all gone on from, and so are parts landed before pages_before was kept.
+    chains = [landed_part(0, 0, 3), landed_part(1, 3, 6)], [landed_part(0, None, 3), landed_part(1, None, 6)]
+    for chain in chains:
+        segment = Segment(index=0, window=WINDOW)
+        assert len(layout.resume(chain, [segment], "")) == 2
+        assert (segment.next_part, segment.pages, segment.cursor) == (2, 6, "after-6")
+
+
+def test_finalize_reads_back_every_part_the_run_committed_even_past_empty_pages() -> None:
+    # Pages 4-5 held no records, so no part: part 1 began after page 5. The run committed both,
+    # in order; finalize reads them unchained (a plan would fetch pages 4-5 again).
+    landed = [landed_part(0, 0, 3), landed_part(1, 5, 8)]
+    assert len(layout.resume(landed, [Segment(index=0, window=WINDOW)], "", chained=False)) == 2
+    assert len(layout.resume(landed, [Segment(index=0, window=WINDOW)], "")) == 1

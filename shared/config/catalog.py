@@ -110,9 +110,9 @@ class Output(_Model):
     activity_seconds: float = Field(
         120.0,
         gt=0,
-        description="A fetch_part activity starts another part only while it has run less than this; "
-        "the part under way always ends at its own limits (keep this plus one part well under "
-        "host.json's functionTimeout).",
+        description="How long one fetch_part activity lands parts: past it, the part under way ends "
+        "after the page in flight and no further part starts, so however slow the API an activity "
+        "runs about this long plus one page (keep it well under host.json's functionTimeout).",
     )
     keep_replaced_for: timedelta = Field(
         timedelta(hours=24),

@@ -56,7 +56,8 @@ class CursorTrail:
 
 
 class PageWalk:
-    """Pages from a cursor until the window is exhausted, `max_pages` are fetched or `enough()`.
+    """Pages from a cursor until the window is exhausted, `max_pages` are fetched or `enough()`
+    (asked from the second page on).
 
     Iterate it; afterwards `next_cursor`, `done`, `last_page` (the window-wide number of the last
     page fetched) and `fetched` say where the walk stands, for the next part to go on from.
@@ -84,7 +85,8 @@ class PageWalk:
     def __iter__(self) -> Iterator[Page]:
         source = self._client.source
         seen = {self.next_cursor}
-        while self.fetched < self._max_pages and not self._enough():
+        # At least one page, whatever `enough()` says: every walk makes progress.
+        while self.fetched < self._max_pages and not (self.fetched and self._enough()):
             number = self.last_page + 1
             if number > source.pagination.max_pages:
                 raise PaginationError(

@@ -141,9 +141,9 @@ def _claim_generation(landing: Landing, prefix: str, first: int, plan: PlanInput
 
 @activity
 def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
-    """Fetch pages from the cursor and land them as parts: up to output.parts_per_activity, while
-    the activity has run less than output.activity_seconds, each committed on a stage of its own
-    while the next part's pages are fetched."""
+    """Fetch pages from the cursor and land them as parts: up to output.parts_per_activity, for
+    output.activity_seconds at most (the part under way then ends at its page), each committed on
+    a stage of its own while the next part's pages are fetched."""
     started = time.monotonic()
     job = FetchPartInput.model_validate(payload)
     runtime = current()
@@ -185,7 +185,7 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
                 cursor,
                 after_page=after,
                 max_pages=job.max_pages or source.output.pages_per_part,
-                enough=functools.partial(_full, writer, source.output.max_part_bytes),
+                enough=functools.partial(_enough, writer, source.output.max_part_bytes, ends_at),
                 trail=trail,
             )
             for page in walk:
@@ -197,8 +197,6 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
                 pages_after=walk.last_page,
                 done=walk.done,
             )
-            # A part is cut by pages and bytes only, never by time, so a retry lands the same parts;
-            # time only decides whether another part starts.
             last = walk.done or number == most or time.monotonic() >= ends_at
             if writer.records:
                 if last:  # nothing left to overlap with
@@ -227,9 +225,13 @@ def fetch_part(payload: dict[str, Any]) -> dict[str, Any]:
     ).model_dump()
 
 
-def _full(writer: PartWriter, max_part_bytes: int) -> bool:
-    """Whether the part holds max_part_bytes (before compression): the walk ends it there."""
-    return writer.uncompressed >= max_part_bytes
+def _enough(writer: PartWriter, max_part_bytes: int, ends_at: float) -> bool:
+    """Whether the walk ends the part here: it holds max_part_bytes (before compression), or the
+    activity's output.activity_seconds are over (monotonic `ends_at`).
+
+    Cut by time, a retry may end its parts elsewhere than the attempt before it: parts are
+    overwritten by index, and a later run goes on only from parts that chain (layout.resume)."""
+    return writer.uncompressed >= max_part_bytes or time.monotonic() >= ends_at
 
 
 def _commit(writer: PartWriter, checkpoint: Checkpoint, source: str, landed: list[PartInfo]) -> None:

@@ -51,9 +51,9 @@ def resume(
     """Move each segment past the longest run of parts 0..n-1 an earlier attempt committed for it.
 
     `chained`: a part counts only if its walk began where the part before it ended. An activity
-    that failed may leave parts past those its retry lands, cut elsewhere if the pages changed
-    (max_part_bytes); going on from one would skip or repeat pages. A run of empty pages between
-    two parts also breaks the chain: those pages are fetched again, which costs time, not data.
+    that failed may leave parts past those its retry lands, cut elsewhere (by time, or by bytes
+    when the pages changed): going on from one would skip or repeat pages. A run of empty pages
+    between two parts also breaks the chain: those pages are fetched again (time, not data).
     Returns those parts' manifest entries; the segments are updated in place.
     """
     checkpoints = dict(landed)

@@ -110,6 +110,12 @@ def ingest_orchestrator(context: df.DurableOrchestrationContext) -> Generator[An
         outcomes = yield context.task_all(tasks)
         for seg, outcome in zip(batch, outcomes, strict=True):
             result = FetchPartResult.model_validate(_settled(outcome))
+            if not result.pages and not result.done:
+                # Scheduling the same work again would loop forever.
+                raise RunFailed(
+                    f"fetch_part fetched no page of segment {seg.index} at part {seg.next_part} and "
+                    "the window is not done; refusing to schedule it again"
+                )
             seg.pages += result.pages
             seg.cursor = result.next_cursor
             seg.fetched = result.done

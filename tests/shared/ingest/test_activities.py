@@ -3,6 +3,7 @@ the next is fetched (output.parts_per_activity), for as long as output.activity_
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from typing import Any
@@ -99,23 +100,33 @@ def test_a_commit_failing_while_the_next_part_is_fetched_fails_the_activity_and_
     assert len(pages) == 36 + 3 * PAGES_PER_PART
 
 
-def test_an_activity_past_activity_seconds_starts_no_further_part_and_parts_are_still_cut_by_pages(
-    app: App,
-) -> None:
-    # Each part's 3 pages take at least 60 ms, past the 50 ms an activity may go on starting parts.
-    configure(app, output={"activity_seconds": 0.05})
+def test_an_activity_lands_parts_for_activity_seconds_however_slow_the_api(app: App) -> None:
+    # One part could hold the whole window (36 pages), but at 20 ms a page an activity's 50 ms end
+    # its part within a few pages, and no further part starts.
+    configure(app, output={"pages_per_part": 36, "activity_seconds": 0.05})
     app.stack.cloud.gateway.latency_ms = 20
     instance = app.ingest(pipelineRunId="run-activity-seconds")
     assert instance.runtime_status == "Completed", instance.output
-    assert fetch_parts_scheduled(instance) == 12  # one part an activity, not 4
-    manifest = app.landing.read_json(f"{instance.output['prefix']}/_manifest.json")
-    assert [part["records"] for part in manifest["parts"]] == [PAGES_PER_PART * 100] * 12
-    assert landed_once(app, instance.output["prefix"])
+    prefix = instance.output["prefix"]
+    parts = app.landing.read_json(f"{prefix}/_manifest.json")["parts"]
+    assert len(parts) > 3 and all(part["records"] < 3600 for part in parts)
+    assert fetch_parts_scheduled(instance) == len(parts)  # one part an activity, not 4
+    assert landed_once(app, prefix)
     # Each part's checkpoint says where its walk began, from one activity to the next: a later
     # run goes on only from parts that chain (shared.ingest.layout.resume).
-    landed = app.landing.landed_parts(instance.output["prefix"], "")
-    spans = [(c.pages_before, c.pages_after) for _, c in landed if c]
-    assert spans == [(PAGES_PER_PART * k, PAGES_PER_PART * (k + 1)) for k in range(12)]
+    spans = [(c.pages_before, c.pages_after) for _, c in app.landing.landed_parts(prefix, "") if c]
+    assert spans[0][0] == 0 and spans[-1][1] == 36
+    assert all(before == after for (_, after), (before, _) in itertools.pairwise(spans))
+
+
+def test_an_activity_whose_time_is_over_before_its_first_page_still_lands_one(app: App) -> None:
+    # A budget spent on set-up alone: each activity still fetches one page, so the run ends.
+    configure(app, output={"activity_seconds": 1e-6, "parts_per_execution": 50})  # one history
+    instance = app.ingest(pipelineRunId="run-no-time")
+    assert instance.runtime_status == "Completed", instance.output
+    parts = app.landing.read_json(f"{instance.output['prefix']}/_manifest.json")["parts"]
+    assert [part["records"] for part in parts] == [100] * 36
+    assert fetch_parts_scheduled(instance) == 36 and landed_once(app, instance.output["prefix"])
 
 
 def test_a_result_recorded_before_parts_were_counted_still_counts_its_one_part() -> None:

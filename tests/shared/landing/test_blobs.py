@@ -178,6 +178,35 @@ def test_a_failed_run_resumes_from_what_was_landed(app: App) -> None:
     assert resumed.output["records"] == 3600 and len(resumed.output["parts"]) == 4
 
 
+def test_a_rerun_goes_on_only_from_parts_that_chain(app: App) -> None:
+    """An activity's first attempt cut its parts small (the pages were bigger then) and failed; its
+    retry cut them anew and failed sooner, so the first attempt's later parts are still there. The
+    rerun goes on from the retry's part only: going on from the stale ones repeats pages 2 and 3."""
+    app.write_sources(
+        orders=orders_source(
+            app.stack.cloud.gateway_url,
+            retry={"max_attempts": 2, "activity_attempts": 2},
+            output={"pages_per_part": 3, "max_part_bytes": 50_000, "parts_per_activity": 8},
+        )
+    )
+    gateway = app.stack.cloud.gateway
+    gateway.inject(Fault("huge", size_bytes=60_000), times=5)  # attempt 1: pages 1-5, a part each
+    gateway.inject(Fault("status", status=503, page=6), times=2)  # then it gives up at page 6
+    gateway.inject(Fault("status", status=503, page=4), times=2)  # attempt 2: pages 1-3, gives up at 4
+    failed = app.ingest()
+    assert failed.runtime_status == "Failed"
+    # The retry's part 0 (pages 1-3), then the first attempt's parts 1-3 (pages 2, 3 and 4) at least.
+    assert part_names(app)[:4] == [f"part-0000{i}.jsonl.gz" for i in range(4)]
+
+    gateway.reset_observations()
+    resumed = app.ingest()
+    assert resumed.runtime_status == "Completed", resumed.output
+    assert gateway.count(status=200) == 33, "went on after the retry's part 0: pages 4-36"
+    ids = ids_in(app)
+    assert set(ids) == gateway.expected_ids("/dev/orders", *HOUR) and max(ids.values()) == 1
+    assert resumed.output["records"] == 3600
+
+
 def test_verify_command_recomputes_and_reports_tampering(app: App) -> None:
     args = ("--source", "orders", "--from", HOUR[0], "--to", HOUR[1])
     app.cli_json("ingest", *args)

@@ -95,6 +95,8 @@ class GatewayClient:
         self._client_headers = {name: value for name, value in http.headers.items() if name != "connection"}
         self._our_headers = {"x-correlation-id": run.pipeline_run_id, "accept": "application/json"}
         self._wants_url = source.pagination.type in _URL_CURSORS
+        # JSON Lines lands the records' texts as received; Parquet builds columns from the records.
+        self._wants_texts = source.output.format == "jsonl.gz"
 
     def pages(
         self,
@@ -167,7 +169,7 @@ class GatewayClient:
             log.info("page %d of %s: HTTP 204, the window is complete", number, self._source.name)
             return Page(number, [], None, request_id, 0)
         try:
-            read = read_page(body, self._source.pagination.records_path)
+            read = read_page(body, self._source.pagination.records_path, with_texts=self._wants_texts)
         except PagePolicyError as exc:
             raise self._bad_page(str(exc), number, request_id) from None
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:

@@ -20,21 +20,21 @@ from fixtures import catalog_source, gateway_client
 
 
 def client(
-    handler: Callable[[httpx.Request], httpx.Response], pagination: str = "next_token"
+    handler: Callable[[httpx.Request], httpx.Response], pagination: str = "next_token", **fields: Any
 ) -> GatewayClient:
     source = catalog_source(
-        "https://api.example.com", pagination={"type": pagination}, retry={"max_attempts": 3}
+        "https://api.example.com", pagination={"type": pagination}, retry={"max_attempts": 3}, **fields
     )
     return gateway_client(source, httpx.MockTransport(handler))
 
 
-def answering(body: bytes, status: int = 200, calls: list[int] | None = None) -> GatewayClient:
+def answering(body: bytes, status: int = 200, calls: list[int] | None = None, **fields: Any) -> GatewayClient:
     def handler(request: httpx.Request) -> httpx.Response:
         if calls is not None:
             calls.append(1)
         return httpx.Response(status, content=body, headers={"x-amzn-requestid": "req-7"})
 
-    return client(handler)
+    return client(handler, **fields)
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
@@ -154,6 +154,8 @@ def test_record_texts_kept_from_a_page_are_its_records_as_sent(
     body = _styles[style](_nested(records, path))
     read = read_page(body, path)
     assert repr(read.document) == repr(json.loads(body))
+    # Without texts (Parquet) the page reads the same, checked whole.
+    assert repr(read_page(body, path, with_texts=False)) == repr(type(read)(read.document))
     if read.texts is not None:
         assert read.records is lookup(read.document, path, "records")
         assert [repr(json.loads(text)) for text in read.texts] == [repr(record) for record in read.records]
@@ -198,6 +200,14 @@ def test_a_fetched_page_carries_its_records_texts_only_when_read_exactly() -> No
     assert spaced.texts is None and spaced.records == [{"id": "a", "n": 1}]
     huge = answering(b'{"items":[{"id":123456789012345678901234567890}],"next_token":"t"}').fetch(None, 1)
     assert huge.texts is None and huge.records == [{"id": 123456789012345678901234567890}]
+
+
+def test_a_page_for_parquet_parts_keeps_no_texts_and_is_refused_alike() -> None:
+    parquet = {"output": {"format": "parquet"}}
+    page = answering(b'{"items":[{"id":"a","n":1}],"next_token":"t"}', **parquet).fetch(None, 1)
+    assert page.texts is None and page.records == [{"id": "a", "n": 1}] and page.next_cursor == "t"
+    with pytest.raises(PageFormatError, match="'id' twice"):
+        answering(b'{"items":[{"id":"a","id":"b"}],"next_token":"t"}', **parquet).fetch(None, 1)
 
 
 @given(

@@ -36,6 +36,7 @@ FaultKind = Literal[
     "bomb",
     "drip",
     "overflow_number",
+    "empty",
 ]
 
 # Status code -> (x-amzn-ErrorType, message) where API Gateway's wording is not simply
@@ -76,6 +77,8 @@ class Fault:
     * ``drip`` -- the normal page, one byte every ``delay_ms`` milliseconds.
     * ``overflow_number`` -- the normal page whose first record also holds ``"overflow":1e400``,
       valid JSON that no double holds (Python reads it as inf, orjson writes inf as null).
+    * ``empty`` -- the page with no records but the continuation it would have had: an API whose
+      filter matched nothing in that stretch. Its records are never served (``served_ids``).
     """
 
     kind: FaultKind

@@ -301,6 +301,8 @@ class GatewayServer(LocalServer):
             )
         if fault is not None and fault.kind == "huge":
             _pad(items, fault.size_bytes)
+        if fault is not None and fault.kind == "empty":  # after the continuation: it moves on
+            items, indices = [], indices[:0]
         rendered = paginator.render(
             Page(
                 dataset,

@@ -101,7 +101,11 @@ def plan_window(payload: dict[str, Any]) -> dict[str, Any]:
         )
     folder = layout.generation_folder(generation)
     previous = None if manifest is None else manifest.get("generationFolder", "")
-    resumed = layout.resume(landing.landed_parts(prefix, folder), segments, folder, source.output.format)
+    # A generation whose manifest is written holds exactly that manifest's parts, all committed:
+    # every one is gone on from, chained or not (empty pages between two parts break a chain).
+    # Refetching would rewrite parts a written manifest lists, in a folder that is not ours.
+    landed = landing.landed_parts(prefix, folder)
+    resumed = layout.resume(landed, segments, folder, source.output.format, chained=claimed)
     return PlanResult(
         prefix=prefix,
         complete=False,

@@ -599,6 +599,19 @@ def test_huge_fault(orders: GatewayServer, signed_get: SignedGet) -> None:
     assert len(response.json()["items"]) == 100
 
 
+def test_empty_fault_serves_no_records_and_moves_on(orders: GatewayServer, signed_get: SignedGet) -> None:
+    orders.inject(Fault("empty", page=2))
+
+    first = signed_get(orders.url + PATH, WINDOW).json()
+    second = signed_get(orders.url + PATH, {**WINDOW, "next_token": first["next_token"]}).json()
+    third = signed_get(orders.url + PATH, {**WINDOW, "next_token": second["next_token"]}).json()
+
+    dataset = orders.dataset(PATH)
+    index = [dataset.index_of(page["items"][0]["id"]) for page in (first, third)]
+    assert second["items"] == [] and index[1] == index[0] + 200, "the continuation moves past page 2"
+    assert len(orders.served_ids("orders")) == 200, "page 2's records were not served"
+
+
 def test_deep_nesting_fault(orders: GatewayServer, signed_get: SignedGet) -> None:
     orders.inject(Fault("deep_nesting", depth=50_000))
 

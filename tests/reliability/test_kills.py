@@ -6,6 +6,9 @@ import random
 import signal
 from typing import Any
 
+import pytest
+
+from localcloud import Fault
 from localcloud.stack import orders_source
 from shared.landing.verify import read_records, verify_window
 
@@ -47,22 +50,36 @@ def test_sigkill_at_random_points_then_resume(app: App, ledger: Any) -> None:
     assert verify_window(app.landing, PREFIX).ok
 
 
-def test_killed_between_manifest_and_success_is_finished_without_refetching(app: App, ledger: Any) -> None:
+@pytest.mark.parametrize("empty_pages", [(), (4, 5, 6)], ids=["every page", "empty pages between parts"])
+def test_killed_between_manifest_and_success_is_finished_without_refetching(
+    app: App, ledger: Any, empty_pages: tuple[int, ...]
+) -> None:
+    gateway = app.stack.cloud.gateway
+    # Pages 4-6 empty (their part lands nothing), so part 1 begins at page 7, not where part 0
+    # ended: the manifest's parts do not chain, and they are still every part of the window.
+    app.write_sources(
+        orders=orders_source(
+            gateway.url, pagination={"stop_on_empty_page": False}, output={"pages_per_part": 3}
+        )
+    )
+    for page in empty_pages:
+        gateway.inject(Fault("empty", page=page))
     first = app.ingest()
-    assert first.runtime_status == "Completed"
+    assert first.runtime_status == "Completed", first.output
     # The state a kill right after the manifest write leaves behind: manifest, no marker.
     app.landing.delete(f"{PREFIX}/_SUCCESS")
-    gateway = app.stack.cloud.gateway
+    expected = gateway.served_ids("orders")
+    assert len(expected) == 3600 - 100 * len(empty_pages)
     gateway.reset_observations()
     again = app.ingest()
     assert again.runtime_status == "Completed", again.output
     assert gateway.requests == [], "every part was resumed from its checkpoint"
     assert app.landing.exists(f"{PREFIX}/_SUCCESS")
     ledger.landed_exactly_once(
-        "killed between manifest and _SUCCESS",
+        "killed between manifest and _SUCCESS" + (", empty pages between parts" if empty_pages else ""),
         runs=2,
         records=read_records(app.landing, PREFIX),
-        expected=gateway.expected_ids("/dev/orders", *HOUR),
+        expected=expected,
         outcome="finished from checkpoints, 0 requests",
     )
-    assert again.output["records"] == first.output["records"]
+    assert again.output["records"] == first.output["records"] == len(expected)

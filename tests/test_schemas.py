@@ -15,6 +15,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from shared.config.catalog import FUNCTION_TIMEOUT_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
@@ -119,6 +121,11 @@ def _merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def test_the_catalog_bounds_activities_by_the_function_timeout_host_json_sets() -> None:
+    hours, minutes, seconds = (int(part) for part in _host_json()["functionTimeout"].split(":"))
+    assert hours * 3600 + minutes * 60 + seconds == FUNCTION_TIMEOUT_SECONDS
 
 
 def test_local_settings_example_is_valid() -> None:

@@ -112,13 +112,22 @@ class Output(_Model):
         gt=0,
         description="How long one fetch_part activity lands parts: past it, the part under way ends "
         "after the page in flight and no further part starts, so however slow the API an activity "
-        "runs about this long plus one page (keep it well under host.json's functionTimeout).",
+        "runs about this long plus one page. With retry.max_elapsed_seconds (one page's most) it must "
+        "stay under host.json's functionTimeout less a minute: 540 s.",
     )
     keep_replaced_for: timedelta = Field(
         timedelta(hours=24),
         description="How long a replaced generation's parts stay after its replacement is published "
         "(ISO 8601, e.g. PT24H): a reader holding the old manifest may read it that long.",
     )
+
+
+#: host.json's functionTimeout (tests/test_schemas.py holds the two equal): past it the host
+#: kills an activity, and a retried one would be killed the same way.
+FUNCTION_TIMEOUT_SECONDS = 600
+#: What an activity needs beyond its time for parts and its last page: set-up (credentials) and
+#: the commits it waits for at the end.
+_ACTIVITY_MARGIN_SECONDS = 60
 
 
 class Source(_Model):
@@ -161,6 +170,19 @@ class Source(_Model):
     def _production_is_https(self) -> Source:
         if self.environment is Environment.prod and not self.base_url.startswith("https://"):
             raise ValueError("base_url must be https for a prod source")
+        return self
+
+    @model_validator(mode="after")
+    def _activity_fits_the_function_timeout(self) -> Source:
+        # The part under way ends after the page in flight, which may take its whole budget.
+        longest = self.output.activity_seconds + self.retry.max_elapsed_seconds
+        if longest > FUNCTION_TIMEOUT_SECONDS - _ACTIVITY_MARGIN_SECONDS:
+            raise ValueError(
+                f"output.activity_seconds ({self.output.activity_seconds:g}) + retry.max_elapsed_seconds "
+                f"({self.retry.max_elapsed_seconds:g}) = {longest:g} s: an activity may run that long and "
+                f"the host stops it at {FUNCTION_TIMEOUT_SECONDS} s (host.json functionTimeout); keep the "
+                f"sum under {FUNCTION_TIMEOUT_SECONDS - _ACTIVITY_MARGIN_SECONDS} s"
+            )
         return self
 
     @cached_property

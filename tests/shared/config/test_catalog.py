@@ -85,6 +85,17 @@ def test_invalid_catalog_names_file_source_and_field(
     assert expected in message
 
 
+def test_an_activity_that_could_outlast_the_function_timeout_is_refused(tmp_path: Path) -> None:
+    fits = VALID + "[sources.orders.output]\nactivity_seconds = 420\n"
+    assert load_catalog(write(tmp_path, fits)).sources["orders"].output.activity_seconds == 420
+    with pytest.raises(ConfigError) as caught:
+        load_catalog(write(tmp_path, fits.replace("= 420", "= 500")))
+    message = str(caught.value)
+    assert "source 'orders'" in message
+    assert "output.activity_seconds (500) + retry.max_elapsed_seconds (120) = 620 s" in message
+    assert "host.json functionTimeout" in message and "under 540 s" in message
+
+
 def test_unknown_field_is_refused_not_ignored(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rate_limt"):
         load_catalog(write(tmp_path, VALID + "\n[sources.orders.rate_limt]\nrequests_per_second = 5\n"))

@@ -99,7 +99,8 @@ class ParquetEncoder:
 
     extension = "parquet"
     content_type = "application/vnd.apache.parquet"
-    # The file is written whole at finish, on the fetching thread: few, large blocks.
+    # The file is written whole at finish (at commit: on the activity's commit stage while the
+    # next part is fetched, or inline for its last part): few, large blocks.
     block_bytes = 4 * 1024 * 1024
 
     def __init__(self, sink: Callable[[bytes], None], compression: str = "snappy") -> None:

@@ -3,11 +3,11 @@
 `df.Orchestrator.create(fn)` is the handle the Functions host calls: it takes the orchestration
 context as JSON (history + input) and answers the actions to take. This module plays the
 host's part, the way the Durable Task Framework does: it keeps the history journal, runs the
-scheduled activities and sub-orchestrations on a thread pool, feeds each completion back as
-one new episode, retries activities per RetryOptions with the same timer events the host
-writes, and follows continue_as_new. The journal is persisted after every event, so a killed
-CLI run resumes exactly where Durable Functions would: completed work is replayed from
-history, work that was in flight is run again.
+scheduled activities on a thread pool and sub-orchestrations on threads of their own, feeds
+each completion back as one new episode, retries activities per RetryOptions with the same
+timer events the host writes, and follows continue_as_new. The journal is persisted after
+every event, so a killed CLI run resumes exactly where Durable Functions would: completed work
+is replayed from history, work that was in flight is run again.
 """
 
 from __future__ import annotations
@@ -36,6 +36,36 @@ Activity = Callable[[Any], Any]
 
 class TerminatedError(Exception):
     """The instance was terminated while it ran."""
+
+
+class _Workers:
+    """Where one instance's work runs: activities and timers on a pool of `max_workers`, each
+    sub-orchestration on a thread of its own. A child holds its thread for as long as it runs, so
+    on the pool a fan-out wider than the pool (a backfill's maxParallel goes up to 32) would run
+    only as many children as the pool has threads; the orchestrator bounds its children itself.
+    Leaving waits for all of them, as leaving the pool does.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._name = name
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=name)
+        self._children: list[threading.Thread] = []
+
+    def run(self, work: events.Work, fn: Callable[[], None]) -> None:
+        if work.kind == "sub":
+            thread = threading.Thread(target=fn, name=f"{self._name} {work.instance_id}")
+            self._children.append(thread)
+            thread.start()
+        else:
+            self._pool.submit(fn)
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+        for thread in self._children:
+            thread.join()
 
 
 class Engine:
@@ -97,9 +127,9 @@ class Engine:
             self._terminate.discard(instance_id)
         instance.runtime_status = "Running"
         self.store.save(instance)
-        with ThreadPoolExecutor(self._max_workers, thread_name_prefix=f"df-{instance_id[:24]}") as pool:
+        with _Workers(self._max_workers, f"df-{instance_id[:24]}") as workers:
             try:
-                self._drive(instance, pool)
+                self._drive(instance, workers)
             except TerminatedError:
                 instance.runtime_status = "Terminated"
                 instance.output = "terminated"
@@ -108,11 +138,11 @@ class Engine:
 
     # -- the replay loop ----------------------------------------------------------------------
 
-    def _drive(self, instance: Instance, pool: ThreadPoolExecutor) -> None:
+    def _drive(self, instance: Instance, workers: _Workers) -> None:
         done: queue.Queue[tuple[events.Work, bool, Any]] = queue.Queue()
         resumed = events.outstanding(instance.history)
         for work in resumed:
-            self._dispatch(work, instance, pool, done)
+            self._dispatch(work, instance, workers, done)
         in_flight = len(resumed)
         while True:
             state = self._replay(instance)
@@ -135,7 +165,7 @@ class Engine:
                 self.store.save(instance)
                 return
             for work in self._schedule_new(instance, state):
-                self._dispatch(work, instance, pool, done)
+                self._dispatch(work, instance, workers, done)
                 in_flight += 1
             if in_flight == 0:
                 raise RuntimeError(f"orchestration {instance.instance_id} is waiting on nothing")
@@ -145,7 +175,7 @@ class Engine:
                 raise TerminatedError(instance.instance_id)
             follow_up = self._record(instance, work, ok, value)
             if follow_up is not None:
-                self._dispatch(follow_up, instance, pool, done)
+                self._dispatch(follow_up, instance, workers, done)
                 in_flight += 1
 
     def _replay(self, instance: Instance) -> dict[str, Any] | None:
@@ -265,7 +295,7 @@ class Engine:
     # -- running work -------------------------------------------------------------------------
 
     def _dispatch(
-        self, work: events.Work, instance: Instance, pool: ThreadPoolExecutor, done: queue.Queue[Any]
+        self, work: events.Work, instance: Instance, workers: _Workers, done: queue.Queue[Any]
     ) -> None:
         def run() -> None:
             try:
@@ -299,7 +329,7 @@ class Engine:
                     )
                 )
 
-        pool.submit(run)
+        workers.run(work, run)
 
     def _is_terminated(self, instance_id: str) -> bool:
         with self._lock:

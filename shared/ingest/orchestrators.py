@@ -215,7 +215,12 @@ def backfill_orchestrator(context: df.DurableOrchestrationContext) -> Generator[
         raise RunFailed(
             f"{state.counts.failed} of {state.count} windows failed; "
             f"first: {first.window['from']}: {first.error}; "
-            f"every outcome is in {state.manifest}/; rerun the backfill to retry only those"
+            f"every outcome is in {state.manifest}/; "
+            + (
+                "rerun the backfill to retry only those (landed windows are skipped)"
+                if state.template.mode == "skip-if-complete"
+                else "a rerun in mode replace lands every window again; in skip-if-complete only those"
+            )
         )
     return summary
 

@@ -15,7 +15,7 @@ from shared.errors import RequestError
 from shared.identity.sts import session_name_for
 from shared.ingest.payloads import ActivityRetry, BackfillState, IngestState
 from shared.ingest.requests import BackfillRequest, IngestRequest
-from shared.ingest.window import Every, Window, count_windows, window_at
+from shared.ingest.window import Every, Window, count_windows, longest_window, window_at
 from shared.runtime import Runtime
 
 # Windows are derived, not listed, so the state does not grow with the count; the cap only stops
@@ -83,6 +83,16 @@ def prepare_backfill(request: BackfillRequest, runtime: Runtime) -> tuple[str, B
         }
     )
     _, template = prepare_ingest(first, runtime)  # validates source, span, role once for all
+    # Calendar steps make windows of different lengths (P1M1D from Jan 31: 30, 32, 31 days).
+    longest = longest_window(whole.start, request.every, whole.end)
+    mapping = runtime.source(request.source).window
+    if longest is not None and longest.span > mapping.max_span:
+        raise RequestError(
+            "every",
+            f"makes windows of up to {longest.span} ({longest.folder}) but source {template.source!r} "
+            f"allows at most {mapping.max_span} (window.max_span); use a shorter every",
+            source=template.source,
+        )
     environment = runtime.settings.environment.value
     every = iso_duration(request.every)
     instance_id = backfill_instance_id(environment, template.source, whole, every)

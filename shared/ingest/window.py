@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -128,6 +129,32 @@ def window_at(start: datetime, every: Every | timedelta, index: int, end: dateti
     begin = step.boundary(start, index)
     finish = end if _reaches(start, step, index + 1, end) else step.boundary(start, index + 1)
     return Window(begin, finish)
+
+
+# Month lengths (leap years included) repeat every 400 years: 4,800 months.
+_CALENDAR_MONTHS = 4800
+
+
+def longest_window(start: datetime, every: Every | timedelta, end: datetime) -> Window | None:
+    """The longest window of [start, end) cut every `every` (the first, if several are as long).
+
+    A fixed step makes every window but the last as long as the first; a calendar step makes them
+    as long as their months, and those repeat within 4,800 months, so at most that many are
+    looked at, however long the range.
+    """
+    step = parse_every(every)
+    if not step.months:
+        return window_at(start, step, 0, end)
+    longest: Window | None = None
+    begin = start
+    for index in range(1, _CALENDAR_MONTHS // math.gcd(step.months, _CALENDAR_MONTHS) + 1):
+        finish = end if _reaches(start, step, index, end) else step.boundary(start, index)
+        if longest is None or finish - begin > longest.span:
+            longest = Window(begin, finish)
+        if finish == end:
+            break
+        begin = finish
+    return longest
 
 
 def _reaches(start: datetime, step: Every, index: int, end: datetime) -> bool:

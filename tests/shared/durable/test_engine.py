@@ -117,6 +117,21 @@ def test_bounded_fan_out_of_sub_orchestrations_never_exceeds_its_limit() -> None
     assert peak == 2
 
 
+def test_children_run_as_many_at_once_as_the_orchestrator_asks_whatever_the_activity_pool() -> None:
+    """A backfill's maxParallel goes up to 32: its children must not wait for the parent's pool."""
+    children = 12
+    gate = threading.Barrier(children, timeout=10)  # met only if all 12 run at once
+
+    def work(item: int) -> int:
+        gate.wait()
+        return item
+
+    engine = Engine({"fan": fan_out, "child": child}, {"work": work}, JournalStore(None), max_workers=8)
+    instance = engine.run("fan", "f12", {"items": list(range(children)), "limit": children})
+    assert instance.runtime_status == "Completed", instance.output
+    assert instance.output == list(range(children))
+
+
 def test_a_killed_run_resumes_from_its_journal_without_redoing_completed_work(tmp_path: Path) -> None:
     log = tmp_path / "done.txt"  # activities run in the killed process: they report through a file
 

@@ -8,11 +8,14 @@ from collections import Counter
 from collections.abc import Generator
 from typing import Any
 
+import pytest
+
 from localcloud import Dataset
 from localcloud.stack import orders_source
 from shared.durable.engine import Engine
 from shared.durable.history import EXECUTION_STARTED, TASK_SCHEDULED
 from shared.durable.journal import Instance, JournalStore
+from shared.errors import RequestError
 from shared.ingest.orchestrators import (
     BACKFILL_ORCHESTRATOR,
     INGEST_ORCHESTRATOR,
@@ -20,7 +23,10 @@ from shared.ingest.orchestrators import (
     backfill_orchestrator,
 )
 from shared.ingest.payloads import BackfillState, IngestState
+from shared.ingest.requests import BackfillRequest
+from shared.ingest.start import prepare_backfill
 from shared.landing.verify import read_records
+from shared.runtime import current
 
 from fixtures import App
 
@@ -114,6 +120,7 @@ def test_a_failed_window_fails_the_backfill_naming_it_and_a_rerun_does_only_that
     result = app.cli(*backfill_args(end="2024-01-01T04:00:00Z", parallel=1))
     assert result.returncode == 1
     assert "1 of 4 windows failed; first: 2024-01-01T00:00:00Z" in result.stderr
+    assert "rerun the backfill to retry only those (landed windows are skipped)" in result.stderr
     gateway.reset_observations()
     again = app.cli_json(*backfill_args(end="2024-01-01T04:00:00Z", parallel=1))
     assert (again["landed"], again["skipped"]) == (1, 3)
@@ -142,6 +149,29 @@ def largest(instances: list[Instance]) -> dict[str, int]:
         sizes["output"] = max(sizes["output"], len(json.dumps(instance.output)))
         sizes["status"] = max(sizes["status"], len(json.dumps(instance.custom_status)))
     return sizes
+
+
+def test_a_failed_backfill_in_mode_replace_says_a_rerun_lands_every_window_again() -> None:
+    template = IngestState(source="orders", window={}, pipeline_run_id="r", mode="replace")
+    state = BackfillState(
+        template=template,
+        environment="dev",
+        start="2024-01-01T00:00:00Z",
+        end="2024-01-01T05:00:00Z",  # hour 3 fails (fake_ingest)
+        every="PT1H",
+        count=5,
+        max_parallel=2,
+        manifest="dev/orders/_backfill/b2",
+    )
+    engine = Engine(
+        {INGEST_ORCHESTRATOR: fake_ingest, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
+        {RECORD_BACKFILL: lambda payload: {"path": payload["path"]}},
+        JournalStore(None),
+    )
+    instance = engine.run(BACKFILL_ORCHESTRATOR, "b2", state.model_dump())
+    assert instance.runtime_status == "Failed"
+    assert str(instance.output).startswith("1 of 5 windows failed; first: 2024-01-01T03:00:00Z")
+    assert "a rerun in mode replace lands every window again" in str(instance.output)
 
 
 def test_a_backfill_of_thousands_of_windows_stays_bounded_and_records_each_window_once() -> None:
@@ -200,10 +230,6 @@ def test_a_backfill_of_thousands_of_windows_stays_bounded_and_records_each_windo
 
 
 def test_a_backfill_of_100000_windows_is_accepted_without_listing_them(app: App) -> None:
-    from shared.ingest.requests import BackfillRequest
-    from shared.ingest.start import prepare_backfill
-    from shared.runtime import current
-
     request = BackfillRequest.model_validate(
         {"source": "orders", "from": "2020-01-01T00:00:00Z", "to": "2031-06-01T00:00:00Z", "every": "PT1H"}
     )
@@ -212,3 +238,20 @@ def test_a_backfill_of_100000_windows_is_accepted_without_listing_them(app: App)
     assert len(state.model_dump_json()) < 4000
     assert state.template.window == {"from": "2020-01-01T00:00:00Z", "to": "2020-01-01T01:00:00Z"}
     assert instance_id.startswith("backfill-dev-orders-20200101T000000Z_20310601T000000Z-PT1H")
+
+
+def test_a_calendar_step_whose_longest_window_is_over_the_span_limit_is_refused(app: App) -> None:
+    def backfill(every: str) -> BackfillRequest:
+        return BackfillRequest.model_validate(
+            {"source": "orders", "from": "2024-01-31T00:00:00Z", "to": "2024-06-01T00:00:00Z", "every": every}
+        )
+
+    # P1M1D from Jan 31: windows of 30, 32, 31, 31 and 1 days; the source allows 31 (window.max_span).
+    with pytest.raises(RequestError) as refused:
+        prepare_backfill(backfill("P1M1D"), current())
+    assert refused.value.field == "every"
+    message = str(refused.value)
+    assert "up to 32 days" in message and "20240301T000000Z_20240402T000000Z" in message
+    assert "allows at most 31 days" in message and "window.max_span" in message
+    _, monthly = prepare_backfill(backfill("P1M"), current())  # at most 31 days: Jan 31 - Mar 1 is 30
+    assert monthly.count == 5

@@ -12,7 +12,7 @@ from shared.config.catalog import WindowMapping
 from shared.errors import RequestError
 from shared.ingest.requests import BackfillRequest, parse_request
 from shared.ingest.start import iso_duration
-from shared.ingest.window import Every, Window, count_windows, parse_every, window_at
+from shared.ingest.window import Every, Window, count_windows, longest_window, parse_every, window_at
 
 
 def test_parse_normalises_to_utc_and_renders_folder() -> None:
@@ -145,6 +145,28 @@ def test_windows_are_contiguous_and_cover_the_range(every: str) -> None:
     assert all(a.end == b.start for a, b in itertools.pairwise(windows))  # type: ignore[union-attr]
     assert window_at(start, step, count, end) is None
     assert window_at(start, step, -1, end) is None
+
+
+@pytest.mark.parametrize("every", ["PT7M", "P1D", "P1M", "P1Y", "P1M1D", "P3M", "P5M"])
+@pytest.mark.parametrize("start", ["2023-11-30T07:13:00Z", "2024-01-31T00:00:00Z", "2024-02-29T00:00:00Z"])
+def test_the_longest_window_is_the_longest_of_every_window(every: str, start: str) -> None:
+    begin, end = datetime.fromisoformat(start), datetime(2041, 3, 1, tzinfo=UTC)
+    step = parse_every(every)
+    count = min(count_windows(begin, step, end), 2000)
+    windows = [window_at(begin, step, i, end) for i in range(count)]
+    longest = longest_window(begin, step, end)
+    assert longest is not None and longest.span == max(w.span for w in windows if w is not None)
+
+
+def test_the_longest_window_of_a_calendar_step_can_be_longer_than_its_first() -> None:
+    start, end = datetime(2024, 1, 31, tzinfo=UTC), datetime(2024, 6, 1, tzinfo=UTC)
+    assert window_at(start, parse_every("P1M1D"), 0, end).span == timedelta(days=30)  # type: ignore[union-attr]
+    assert longest_window(start, parse_every("P1M1D"), end) == Window(
+        datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 2, tzinfo=UTC)
+    )
+    assert longest_window(start, parse_every("P1M"), datetime(2024, 2, 10, tzinfo=UTC)) == Window(
+        start, datetime(2024, 2, 10, tzinfo=UTC)
+    )
 
 
 def test_counting_a_huge_range_does_not_iterate() -> None:

@@ -303,7 +303,7 @@ class Engine:
                     self._sleep(work.delay)
                     done.put((work, True, None))
                 elif work.kind == "sub":
-                    child = self.run(
+                    child = self._ended_unrecorded(work) or self.run(
                         work.name, work.instance_id or "", work.input, parent_instance_id=instance.instance_id
                     )
                     done.put((work, child.runtime_status == "Completed", child.output))
@@ -330,6 +330,17 @@ class Engine:
                 )
 
         workers.run(work, run)
+
+    def _ended_unrecorded(self, work: events.Work) -> Instance | None:
+        """A resumed child that ended after its parent scheduled it, the parent killed (or stopped)
+        before recording it: its outcome, as the host would deliver it, rather than a second run.
+        A child journal from before the scheduling (an earlier run's) is run again."""
+        if work.scheduled_at is None or work.instance_id is None:
+            return None
+        child = self.store.load(work.instance_id)
+        if child is None or child.runtime_status not in TERMINAL or child.created_time < work.scheduled_at:
+            return None
+        return child
 
     def _is_terminated(self, instance_id: str) -> bool:
         with self._lock:

@@ -48,6 +48,8 @@ class Work:
     attempt: int = 1
     delay: float = 0.0
     instance_id: str | None = None
+    #: A resumed sub-orchestration: when the parent scheduled it (its SubOrchestrationInstanceCreated).
+    scheduled_at: str | None = None
 
 
 def new_execution(name: str, input_: Any) -> list[dict[str, Any]]:
@@ -136,6 +138,7 @@ def outstanding(history: list[dict[str, Any]]) -> list[Work]:
                     event["Name"],
                     json.loads(event["Input"] or "null"),
                     instance_id=event["InstanceId"],
+                    scheduled_at=event["Timestamp"],
                 )
             )
         elif event["EventType"] == TIMER_CREATED and event["EventId"] not in fired:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
+import pytest
 
 from shared.durable.engine import Engine
-from shared.durable.history import TASK_SCHEDULED
+from shared.durable.history import SUB_COMPLETED, SUB_CREATED, SUB_FAILED, TASK_SCHEDULED
 from shared.durable.journal import JournalStore
 
 
@@ -167,3 +168,48 @@ def test_a_killed_run_resumes_from_its_journal_without_redoing_completed_work(tm
     assert instance.runtime_status == "Completed"
     assert instance.output == {"n": 7}
     assert done() == [0, 1, 2, 3, 4, 5, 6]
+
+
+def _killed_before_recording(directory: Path, parent: str, child_id: str) -> None:
+    """The parent's journal as a kill leaves it between `child_id` ending and the parent recording it."""
+    instance = JournalStore(directory).load(parent)
+    assert instance is not None
+    created = next(
+        e for e in instance.history if e["EventType"] == SUB_CREATED and e["InstanceId"] == child_id
+    )
+    cut = next(
+        i
+        for i, e in enumerate(instance.history)
+        if e["EventType"] in (SUB_COMPLETED, SUB_FAILED) and e["TaskScheduledId"] == created["EventId"]
+    )
+    instance.history, instance.runtime_status, instance.output = instance.history[:cut], "Running", None
+    JournalStore(directory).save(instance)  # a fresh store: the journal is rewritten whole
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["ended after it was scheduled", "from an earlier run"])
+def test_a_resumed_parent_takes_a_child_that_ended_unrecorded_as_it_ended(
+    tmp_path: Path, stale: bool
+) -> None:
+    """Killed (or stopped with Ctrl-C) after a child ended but before the parent recorded it, the
+    parent takes the child's outcome on resume, as the host delivers it, instead of running the
+    window again; a child journal older than the parent's scheduling of it is run again."""
+    calls: list[int] = []
+
+    def work(item: int) -> int:
+        calls.append(item)
+        return item * 10
+
+    def engine() -> Engine:
+        return Engine({"fan": fan_out, "child": child}, {"work": work}, JournalStore(tmp_path))
+
+    assert engine().run("fan", "p1", {"items": [0, 1, 2], "limit": 3}).output == [0, 10, 20]
+    _killed_before_recording(tmp_path, "p1", "child-1")
+    if stale:  # as if child-1's journal were from a run before this one
+        old = JournalStore(tmp_path).load("child-1")
+        assert old is not None
+        old.created_time = "2000-01-01T00:00:00.000000Z"
+        JournalStore(tmp_path).save(old)
+    calls.clear()
+    resumed = engine().run("fan", "p1", None)
+    assert resumed.runtime_status == "Completed" and resumed.output == [0, 10, 20]
+    assert calls == ([1] if stale else [])

@@ -21,7 +21,7 @@ from shared.errors import BridgeError, NotFoundError, RequestError, TooManyRunsE
 from shared.ingest.orchestrators import BACKFILL_ORCHESTRATOR, INGEST_ORCHESTRATOR
 from shared.ingest.requests import BackfillRequest, IngestRequest, ProbeRequest, parse_request
 from shared.ingest.start import prepare_backfill, prepare_ingest
-from shared.observability.redaction import redact, register_secret
+from shared.observability.redaction import redact, redact_data, register_secret
 from shared.probe import probe
 from shared.runtime import current
 
@@ -34,9 +34,10 @@ RETRY_AFTER_SECONDS = 10
 def json_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
-    # Every body, whatever path built it (errors, run status, probe report), is scrubbed last.
+    # Every body, whatever path built it (errors, run status, probe report), is scrubbed last:
+    # its strings, so what is left is still JSON.
     return func.HttpResponse(
-        redact(json.dumps(body)), status_code=status, mimetype="application/json", headers=headers or {}
+        json.dumps(redact_data(body)), status_code=status, mimetype="application/json", headers=headers or {}
     )
 
 

@@ -26,6 +26,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 # Each pattern with the lowercase words text must hold for it to match: most lines hold none,
@@ -127,9 +128,7 @@ class _Index:
         search = self._prefixes.search
         while (found := search(text, position)) is not None:
             start = found.start()
-            form = next(
-                (f for f in self._by_prefix[found.group()] if text.startswith(f, start)), None
-            )
+            form = next((f for f in self._by_prefix[found.group()] if text.startswith(f, start)), None)
             if form is None:
                 position = start + 1  # a prefix only: a form may still start inside it
                 continue
@@ -185,6 +184,21 @@ def register_secret(value: str | None) -> None:
 def scrubber() -> Scrubber:
     """The process-wide scrubber."""
     return _scrubber
+
+
+def redact_data(value: Any) -> Any:
+    """A JSON-shaped value with every string in it redacted, keys included.
+
+    Redact before serialising, not the serialised text: there a labelled value runs up to an
+    escaped quote (`api_key=...\\"`), and taking it takes the backslash, which breaks the JSON.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(key)): redact_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(item) for item in value]
+    return value
 
 
 def redact(text: str) -> str:

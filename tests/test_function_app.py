@@ -281,6 +281,20 @@ def test_backfill_route_starts_a_bounded_backfill(
             {"source": "orders", "from": HOUR[0], "to": HOUR[1], "every": "PT1H", "maxParallel": 0},
             "maxParallel",
         ),
+        # The body's own fields, not the ingest's window.from / window.to.
+        ({"source": "orders", "from": "yesterday", "to": HOUR[1], "every": "PT1H"}, "from"),
+        ({"source": "orders", "from": HOUR[0], "to": "2024-01-01T00:00:00", "every": "PT1H"}, "to"),
+        ({"source": "orders", "from": HOUR[1], "to": HOUR[0], "every": "PT1H"}, "to"),
+        # Windows longer than the source allows (31 days): the step is what to change.
+        (
+            {
+                "source": "orders",
+                "from": "2024-01-01T00:00:00Z",
+                "to": "2024-06-01T00:00:00Z",
+                "every": "P40D",
+            },
+            "every",
+        ),
     ],
 )
 def test_bad_backfill_requests_name_the_field(

@@ -65,11 +65,22 @@ def prepare_ingest(request: IngestRequest, runtime: Runtime) -> tuple[str, Inges
 
 def prepare_backfill(request: BackfillRequest, runtime: Runtime) -> tuple[str, BackfillState]:
     """Count the range's windows and build the backfill orchestrator's input (windows not listed)."""
-    whole = Window.parse(request.start, request.end)
+    whole = Window.parse(request.start, request.end, field=None)  # the body's own from and to
     count = count_windows(whole.start, request.every, whole.end)  # computed: a range can be huge
     if count > MAX_BACKFILL_WINDOWS:
         raise RequestError(
             "every", f"splits the range into {count} windows, more than {MAX_BACKFILL_WINDOWS}; widen it"
+        )
+    # Every window, not only the first: a calendar step makes windows of different lengths
+    # (P1M1D from Jan 31: 30, 32, 31 days).
+    longest = longest_window(whole.start, request.every, whole.end)
+    mapping = runtime.source(request.source).window
+    if longest is not None and longest.span > mapping.max_span:
+        raise RequestError(
+            "every",
+            f"makes windows of up to {longest.span} ({longest.folder}) but source {request.source!r} "
+            f"allows at most {mapping.max_span} (window.max_span); use a shorter every",
+            source=request.source,
         )
     first_window = window_at(whole.start, request.every, 0, whole.end)
     assert first_window is not None  # count >= 1: Window.parse refuses empty ranges
@@ -82,17 +93,7 @@ def prepare_backfill(request: BackfillRequest, runtime: Runtime) -> tuple[str, B
             "mode": request.mode,
         }
     )
-    _, template = prepare_ingest(first, runtime)  # validates source, span, role once for all
-    # Calendar steps make windows of different lengths (P1M1D from Jan 31: 30, 32, 31 days).
-    longest = longest_window(whole.start, request.every, whole.end)
-    mapping = runtime.source(request.source).window
-    if longest is not None and longest.span > mapping.max_span:
-        raise RequestError(
-            "every",
-            f"makes windows of up to {longest.span} ({longest.folder}) but source {template.source!r} "
-            f"allows at most {mapping.max_span} (window.max_span); use a shorter every",
-            source=template.source,
-        )
+    _, template = prepare_ingest(first, runtime)  # validates the role once for all
     environment = runtime.settings.environment.value
     every = iso_duration(request.every)
     instance_id = backfill_instance_id(environment, template.source, whole, every)

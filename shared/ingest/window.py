@@ -183,12 +183,17 @@ class Window:
     end: datetime
 
     @classmethod
-    def parse(cls, start: object, end: object, *, field: str = "window") -> Window:
-        """Parse and check a caller's window: both ISO8601 with a timezone, start before end."""
-        begin = parse_instant(start, f"{field}.from")
-        finish = parse_instant(end, f"{field}.to")
+    def parse(cls, start: object, end: object, *, field: str | None = "window") -> Window:
+        """Parse and check a caller's window: both ISO8601 with a timezone, start before end.
+
+        Errors name `field`.from and `field`.to, or top-level from and to when `field` is None."""
+        prefix = f"{field}." if field else ""
+        begin = parse_instant(start, f"{prefix}from")
+        finish = parse_instant(end, f"{prefix}to")
         if begin >= finish:
-            raise RequestError(field, f"from ({isoformat(begin)}) must be before to ({isoformat(finish)})")
+            raise RequestError(
+                field or "to", f"from ({isoformat(begin)}) must be before to ({isoformat(finish)})"
+            )
         return cls(begin, finish)
 
     @property

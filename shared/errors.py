@@ -47,7 +47,8 @@ class BridgeError(Exception):
         self.message = redact(message)
         self.source = source
         self.page = page
-        self.request_id = request_id
+        # A server's words like the message: a hostile one may put a secret there.
+        self.request_id = None if request_id is None else redact(request_id)
         if retryable is not None:
             self.retryable = retryable
         if retry_after is not None:

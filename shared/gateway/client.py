@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -441,11 +442,15 @@ _CHECK = "; check the source's base_url in the catalog and outbound network acce
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:
-    """API Gateway's request id from lower-cased response headers."""
+    """API Gateway's request id from lower-cased response headers, redacted and at most 128
+    characters: the server writes it, and it goes into errors, durable history and blob metadata."""
     for name in _REQUEST_ID_HEADERS:
         if name in headers:
-            return headers[name]
+            return redact(headers[name])[:_MAX_REQUEST_ID]
     return None
+
+
+_MAX_REQUEST_ID = 128  # API Gateway's are 36 (x-amzn-RequestId) and 16 (x-amz-apigw-id)
 
 
 def _error_message(body: bytes) -> str:
@@ -457,6 +462,14 @@ def _error_message(body: bytes) -> str:
         else:
             text = str(document)
     except ValueError:
-        text = body[:4096].decode("utf-8", "replace")
-    # Redacted before it is cut: a secret cut in half is no longer one the scrubber knows.
+        text = body[:_ERROR_TEXT_BYTES].decode("utf-8", "replace")
+        if len(body) > _ERROR_TEXT_BYTES:
+            # The cut may split the last word, and a secret's start is no longer one the scrubber
+            # knows; whitespace is collapsed below, so that word could come first.
+            text = _LAST_WORD.sub("", text)
+    # Redacted before it is cut, for the same reason.
     return redact(" ".join(text.split()))[:300] or "(empty body)"
+
+
+_ERROR_TEXT_BYTES = 64 * 1024
+_LAST_WORD = re.compile(r"\S*\Z")

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from shared.gateway.pagination import lookup
+from shared.observability.redaction import redact
 
 
 class PagePolicyError(Exception):
@@ -50,8 +51,9 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(document) != len(pairs):
         seen: set[str] = set()
         duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        key = redact(duplicate)[:100]  # redacted before it is cut: a cut secret is not one any more
         raise PagePolicyError(
-            f"page has an object with the key {duplicate[:100]!r} twice; which value counts is undefined"
+            f"page has an object with the key {key!r} twice; which value counts is undefined"
         )
     return document
 

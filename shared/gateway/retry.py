@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -35,8 +36,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # isdigit alone takes "²" and other digits float refuses
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None  # 400 nines are inf
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

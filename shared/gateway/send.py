@@ -37,8 +37,9 @@ def send(http: httpx.Client, request: httpx.Request, auth: httpx.Auth | None) ->
             except BaseException:
                 response.close()
                 raise
-            # The flow asked to resend: the refused answer is read off the connection first.
-            response.read()
+            # The flow asked to resend. The refused answer goes unread, its connection with it:
+            # httpx would decode its body whole, any stack of codings (a 5 KB `gzip, gzip` bomb
+            # is gigabytes), with no cap and no deadline; a renewal is rare, a reconnect cheap.
             response.close()
     finally:
         flow.close()

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import PageFormatError, UnsafeUrlError
+from shared.errors import GatewayError, PageFormatError, UnsafeUrlError
 from shared.gateway.client import GatewayClient
 from shared.gateway.pages import PagePolicyError, check_records, parse_page, read_page
 from shared.gateway.pagination import lookup
+from shared.observability.redaction import register_secret
 
 from fixtures import catalog_source, gateway_client
 
@@ -231,3 +232,51 @@ def test_a_number_too_large_for_a_double_is_refused_not_landed_as_null(number: s
         answering(b'{"items":[{"id":"a","amount":' + number.encode() + b"}]}").fetch(None, 6)
     assert number in str(failed.value) and "too large for a double" in str(failed.value)
     assert "page=6" in str(failed.value)
+
+
+# A value the process holds as a secret (as it registers every key, token and credential).
+HELD = "zK3q9vLmT2xPaB7cRw1sYu8NdE4hJ6fG0oXiQ5lV" * 4
+
+
+def _hostile(status: int, body: bytes, request_id: str = "req-7") -> GatewayClient:
+    register_secret(HELD)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers={"x-amzn-requestid": request_id})
+
+    return client(handler)
+
+
+def _leaks(text: str) -> bool:
+    """Whether any 12 characters of the held secret are in `text`."""
+    return any(HELD[i : i + 12] in text for i in range(len(HELD) - 12))
+
+
+def test_a_request_id_quoting_a_secret_reaches_no_error_and_no_page() -> None:
+    with pytest.raises(GatewayError) as failed:
+        _hostile(403, b"denied", request_id=f"rid-{HELD}").fetch(None, 1)
+    assert not _leaks(str(failed.value)) and not _leaks(json.dumps(failed.value.to_dict()))
+    page = _hostile(200, b'{"items":[{"id":"a"}]}', request_id=f"rid-{HELD}").fetch(None, 1)
+    assert page.request_id is not None and not _leaks(page.request_id)
+
+
+@pytest.mark.parametrize("at", [4096, 64 * 1024], ids=["4 KiB", "64 KiB"])
+def test_an_error_body_cut_inside_a_secret_keeps_none_of_it(at: int) -> None:
+    # Spaces, then the secret across byte `at`: collapsed, the secret would come next in the message.
+    body = b"access denied" + b" " * (at - 43) + HELD.encode()
+    with pytest.raises(GatewayError) as failed:
+        _hostile(403, body).fetch(None, 1)
+    assert not _leaks(str(failed.value)) and "HTTP 403: access denied" in str(failed.value)
+
+
+def test_an_error_raised_with_a_request_id_quoting_a_secret_does_not_repeat_it() -> None:
+    register_secret(HELD)
+    error = GatewayError("HTTP 403", source="orders", page=2, request_id=f"rid-{HELD}")
+    assert not _leaks(str(error)) and not _leaks(json.dumps(error.to_dict()))
+
+
+def test_a_key_written_twice_that_is_a_secret_is_not_quoted_in_part() -> None:
+    body = f'{{"items": [{{"{HELD}": 1, "{HELD}": 2}}]}}'.encode()
+    with pytest.raises(PageFormatError, match="twice") as failed:
+        _hostile(200, body).fetch(None, 1)
+    assert not _leaks(str(failed.value))

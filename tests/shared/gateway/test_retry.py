@@ -30,6 +30,8 @@ NOW = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
         ("soon", None),
         ("-5", None),
         ("1.5", None),  # RFC 9110: delay-seconds is a non-negative integer
+        ("\u00b2", None),  # a digit to str.isdigit, not to float: unreadable, not a crash
+        ("9" * 400, None),  # a number past any double: unreadable, not inf
     ],
 )
 def test_retry_after_is_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:

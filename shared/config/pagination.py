@@ -72,7 +72,7 @@ class LinkHeaderPagination(_Common):
 
 
 class OffsetPagination(_Common):
-    """Client-driven offset/limit; stops on a short page or when the reported total is reached."""
+    """Client-driven offset/limit; stops at the reported total, or without one on a short page."""
 
     style: ClassVar[str] = "offset"
     type: Literal["offset"] = Field(description="Pagination style.")
@@ -81,7 +81,7 @@ class OffsetPagination(_Common):
 
 
 class PageNumberPagination(_Common):
-    """Client-driven page numbers; stops on a short page or at the reported page count."""
+    """Client-driven page numbers; stops at the reported page count, or without one on a short page."""
 
     style: ClassVar[str] = "page_number"
     type: Literal["page_number"] = Field(description="Pagination style.")

@@ -163,7 +163,12 @@ class LinkHeaderPaginator(_Strategy[LinkHeaderPagination]):
 
 
 class OffsetPaginator(_Strategy[OffsetPagination]):
-    """Client-driven offset/limit; stops on a short page or when the reported total is reached."""
+    """Client-driven offset/limit; stops when the reported total is reached or, when the API
+    reports none, on a short page.
+
+    A reported total wins over a short page: most APIs clamp a page size larger than theirs
+    (asked for 500, they send 100), and stopping there would end the window at its first page.
+    """
 
     def request(self, cursor: str | None) -> PageRequest:
         return PageRequest(self._sized({self.config.offset_param: cursor or "0"}))
@@ -172,13 +177,13 @@ class OffsetPaginator(_Strategy[OffsetPagination]):
         records = self._records(page.body)
         offset = int(page.cursor or 0) + len(records)
         total = self._int_at(page.body, self.config.total_path, "total")
-        if not records or self._short(records) or (total is not None and offset >= total):
-            return records, None
-        return records, str(offset)
+        end = offset >= total if total is not None else self._short(records)
+        return records, None if not records or end else str(offset)
 
 
 class PageNumberPaginator(_Strategy[PageNumberPagination]):
-    """Client-driven page numbers; stops on a short page or at the reported page count."""
+    """Client-driven page numbers; stops at the reported page count (counted from first_page) or,
+    when the API reports none, on a short page (a reported count wins, as OffsetPaginator's total)."""
 
     def request(self, cursor: str | None) -> PageRequest:
         return PageRequest(self._sized({self.config.page_param: cursor or str(self.config.first_page)}))
@@ -187,9 +192,8 @@ class PageNumberPaginator(_Strategy[PageNumberPagination]):
         records = self._records(page.body)
         number = int(page.cursor or self.config.first_page)
         pages = self._int_at(page.body, self.config.total_pages_path, "page count")
-        if not records or self._short(records) or (pages is not None and number >= pages):
-            return records, None
-        return records, str(number + 1)
+        last = number >= self.config.first_page + pages - 1 if pages is not None else self._short(records)
+        return records, None if not records or last else str(number + 1)
 
 
 class CursorPaginator(_Strategy[CursorPagination]):

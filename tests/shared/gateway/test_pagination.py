@@ -78,6 +78,17 @@ def test_each_style_walks_the_window_exactly_once(app: App, style: str) -> None:
         assert len(summary["parts"]) == 8
 
 
+@pytest.mark.parametrize("style", [s for s in STYLES if s != "none"])
+def test_an_api_that_caps_the_page_size_below_the_catalogs_is_walked_to_the_end(app: App, style: str) -> None:
+    """Asked for 50, it answers 20 (most APIs clamp): a short page is not the end when the API
+    says there is more (its total, its page count, a continuation)."""
+    path = publish(app, style, max_limit=20, default_limit=20)
+    instance = app.ingest(window=TWO_HOURS)
+    assert instance.runtime_status == "Completed", instance.output
+    ids = landed_ids(app, instance.output["prefix"])
+    assert set(ids) == app.stack.cloud.gateway.expected_ids(path, *TWO_HOURS) and max(ids.values()) == 1
+
+
 def test_empty_window_lands_an_empty_manifest_and_success(app: App) -> None:
     publish(app, "next_token")
     # 600/hour means one record every 6 s: this 5-second window holds none.

@@ -65,12 +65,14 @@ def test_link_header_follows_rel_next_only(header: str | None, expected: str | N
     assert style.parse(page([1, 2], link=header)) == ([1, 2], expected)
 
 
-def test_offset_stops_on_a_short_page_or_at_the_total() -> None:
+def test_offset_stops_at_the_total_or_without_one_on_a_short_page() -> None:
     style = paginator_for(source(type="offset", page_size=2, total_path="total"))
     assert style.request(None).params == {"limit": "2", "offset": "0"}
     assert style.parse(page({"items": [1, 2], "total": 5}, cursor="0")) == ([1, 2], "2")
     assert style.parse(page({"items": [1, 2], "total": 4}, cursor="2")) == ([1, 2], None)
     assert style.parse(page({"items": [1]}, cursor="4")) == ([1], None)
+    # Short, but the total says more: the API clamped the page size.
+    assert style.parse(page({"items": [1], "total": 5}, cursor="2")) == ([1], "3")
     with pytest.raises(MalformedPage, match="not an integer"):
         style.parse(page({"items": [1, 2], "total": "many"}, cursor="0"))
 
@@ -79,7 +81,9 @@ def test_page_number_counts_from_first_page_and_stops_at_the_page_count() -> Non
     style = paginator_for(source(type="page_number", page_size=2, first_page=0, total_pages_path="pages"))
     assert style.request(None).params == {"limit": "2", "page": "0"}
     assert style.parse(page({"items": [1, 2], "pages": 3}, cursor="1")) == ([1, 2], "2")
-    assert style.parse(page({"items": [1, 2], "pages": 3}, cursor="3")) == ([1, 2], None)
+    assert style.parse(page({"items": [1, 2], "pages": 3}, cursor="2")) == ([1, 2], None)  # 0, 1, 2
+    assert style.parse(page({"items": [1]}, cursor="1")) == ([1], None)  # no count: a short page ends
+    assert style.parse(page({"items": [1], "pages": 3}, cursor="0")) == ([1], "1")  # clamped, not the end
 
 
 def test_cursor_continues_after_the_last_record_and_needs_its_key() -> None:

@@ -413,11 +413,14 @@ class GatewayClient:
 
 
 class _BudgetSpent(tenacity.stop.stop_base):
-    """The page's retry.max_elapsed_seconds, counted from before its first attempt, is over."""
+    """The page's retry.max_elapsed_seconds, counted from before its first attempt, would be over
+    before the next attempt starts: tenacity picks the wait first, so a Retry-After (up to three
+    times backoff_max_seconds) is not slept past the budget only to fail as a timeout; the page
+    fails now, with the answer that asked for the wait."""
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         attempts: _Attempts = retry_state.args[3]  # _attempt's `attempts`
-        return time.monotonic() >= attempts.budget_end
+        return time.monotonic() + retry_state.upcoming_sleep >= attempts.budget_end
 
 
 def _replaying(failure: Exception, attempt: Callable[..., Page]) -> Callable[..., Page]:

@@ -106,6 +106,24 @@ def test_a_page_that_keeps_failing_gets_exactly_max_attempts(max_attempts: int) 
     assert failed.value.page == 1
 
 
+def test_a_wait_that_would_end_past_the_pages_budget_is_not_waited() -> None:
+    """Asked to come back in 5 s with half a second of budget left: the page fails now, with the
+    server's answer, instead of sleeping past its retry.max_elapsed_seconds."""
+    sent: list[int] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        sent.append(503 if not sent else 200)
+        if len(sent) == 1:
+            return httpx.Response(503, json={"message": "busy"}, headers={"retry-after": "5"})
+        return httpx.Response(200, json={"items": [{"id": 1}], "next_token": None})
+
+    retry = {"max_elapsed_seconds": 0.5, "backoff_max_seconds": 10}
+    client = gateway_client(catalog_source("https://api.example.com", retry=retry), httpx.MockTransport(api))
+    with pytest.raises(GatewayError, match="HTTP 503"):
+        client.fetch(None, 1)
+    assert sent == [503]
+
+
 def test_a_refusal_that_cannot_succeed_is_not_retried() -> None:
     transport, sent = _flaky([400])
     client = gateway_client(catalog_source("https://api.example.com", retry=FAST), transport)

@@ -20,7 +20,7 @@ from shared.config.catalog import Source
 from shared.errors import BridgeError, NotFoundError, RequestError, TooManyRunsError
 from shared.ingest.orchestrators import BACKFILL_ORCHESTRATOR, INGEST_ORCHESTRATOR
 from shared.ingest.requests import BackfillRequest, IngestRequest, ProbeRequest, parse_request
-from shared.ingest.start import prepare_backfill, prepare_ingest
+from shared.ingest.start import is_window_run, prepare_backfill, prepare_ingest, window_run_prefix
 from shared.observability.redaction import redact, redact_data, register_secret
 from shared.probe import probe
 from shared.runtime import current
@@ -129,10 +129,10 @@ async def _start_once(
 async def _admit(client: df.DurableOrchestrationClient, source: Source, environment: str) -> None:
     """Admission control: refuse (429 + Retry-After) beyond the source's concurrent-run cap."""
     statuses = await client.get_status_by(
-        runtime_status=[OrchestrationRuntimeStatus.Running, OrchestrationRuntimeStatus.Pending]
+        runtime_status=[OrchestrationRuntimeStatus.Running, OrchestrationRuntimeStatus.Pending],
+        instance_id_prefix=window_run_prefix(environment, source.name),  # filtered by the host
     )
-    prefix = f"{environment}-{source.name}-"
-    running = sum(1 for s in statuses if (s.instance_id or "").startswith(prefix))
+    running = sum(1 for s in statuses if is_window_run(s.instance_id or "", environment, source.name))
     if running >= source.rate_limit.max_concurrent_runs:
         raise TooManyRunsError(
             f"{running} runs of {source.name!r} are already in flight, the cap is "

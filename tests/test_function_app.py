@@ -248,6 +248,25 @@ def test_starts_beyond_the_sources_concurrency_cap_get_429_with_retry_after(
     assert again.status_code == 202 and body_of(again)["attached"] is True
 
 
+def test_runs_of_a_source_whose_name_extends_anothers_do_not_count_against_its_cap(
+    app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
+) -> None:
+    from localcloud.stack import orders_source
+
+    capped = orders_source(app.stack.cloud.gateway_url, rate_limit={"max_concurrent_runs": 2})
+    app.write_sources(**{"orders": capped, "orders-eu": capped})  # both ids begin dev-orders-
+    app.stack.cloud.gateway.latency_ms = 20  # the first two runs are still going when the third asks
+    hours = [(f"2024-01-01T0{h}:00:00Z", f"2024-01-01T0{h + 1}:00:00Z") for h in range(3)]
+
+    def start(source: str, window: tuple[str, str]) -> int:
+        body = {"source": source, "window": {"from": window[0], "to": window[1]}}
+        return call(event_loop_runner, "ingest", post_ingest(body), host).status_code
+
+    assert [start("orders-eu", hours[0]), start("orders-eu", hours[1])] == [202, 202]
+    assert start("orders", hours[2]) == 202, "orders-eu's two runs are not orders'"
+    assert start("orders-eu", hours[2]) == 429
+
+
 def test_backfill_route_starts_a_bounded_backfill(
     app: App, host: DurableHost, event_loop_runner: asyncio.AbstractEventLoop
 ) -> None:

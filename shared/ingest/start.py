@@ -6,6 +6,7 @@ the same backfill) attach to one run instead of starting two.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from pydantic import TypeAdapter
@@ -26,7 +27,22 @@ _DURATION = TypeAdapter(timedelta)
 
 def instance_id_for(environment: str, source: str, window: Window, *, dry_run: bool = False) -> str:
     """Deterministic: two triggers for the same window attach to the same run."""
-    return f"{'dryrun-' if dry_run else ''}{environment}-{source}-{window.folder}"
+    return f"{'dryrun-' if dry_run else ''}{window_run_prefix(environment, source)}{window.folder}"
+
+
+def window_run_prefix(environment: str, source: str) -> str:
+    """What every window run of the source's instance ids starts with (instance_id_for)."""
+    return f"{environment}-{source}-"
+
+
+def is_window_run(instance_id: str, environment: str, source: str) -> bool:
+    """Whether the id is a window run of this source: the prefix also begins the ids of a source
+    whose name extends this one's (orders, orders-eu), so the rest must be a window's folder."""
+    prefix = window_run_prefix(environment, source)
+    return instance_id.startswith(prefix) and _WINDOW_FOLDER.fullmatch(instance_id[len(prefix) :]) is not None
+
+
+_WINDOW_FOLDER = re.compile(r"\d{8}T\d{6}Z_\d{8}T\d{6}Z")  # Window.folder
 
 
 def backfill_instance_id(environment: str, source: str, window: Window, every: str) -> str:

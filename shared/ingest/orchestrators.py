@@ -8,6 +8,7 @@ no clock but `context.current_utc_datetime`, no randomness: all work happens in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
@@ -227,6 +228,9 @@ def backfill_orchestrator(context: df.DurableOrchestrationContext) -> Generator[
 
 #: Failed windows kept in the backfill's state and output; the manifest blobs have them all.
 MAX_LISTED_FAILURES = 100
+#: ... and at most this much of them as JSON: 100 errors of 300 characters, escaped (a non-ASCII
+#: one is six bytes a character), would carry the state past Durable's 32 KB in every execution.
+MAX_LISTED_FAILURE_BYTES = 12_000
 _MAX_ERROR = 300
 
 
@@ -245,9 +249,14 @@ def _window_outcome(index: int, window: Window, result: Any) -> dict[str, Any]:
 def _count(state: BackfillState, outcome: dict[str, Any]) -> None:
     state.counts.add(outcome["status"], int(outcome.get("records") or 0))
     if outcome["status"] == "failed" and len(state.failures) < MAX_LISTED_FAILURES:
-        state.failures.append(
-            BackfillFailure(index=outcome["index"], window=outcome["window"], error=outcome["error"])
-        )
+        failure = BackfillFailure(index=outcome["index"], window=outcome["window"], error=outcome["error"])
+        size = _json_size  # as the SDK serialises the state: ASCII-escaped
+        if sum(map(size, state.failures)) + size(failure) <= MAX_LISTED_FAILURE_BYTES:
+            state.failures.append(failure)
+
+
+def _json_size(failure: BackfillFailure) -> int:
+    return len(json.dumps(failure.model_dump()))
 
 
 def _backfill_progress(context: df.DurableOrchestrationContext, state: BackfillState) -> dict[str, Any]:

@@ -151,6 +151,45 @@ def largest(instances: list[Instance]) -> dict[str, int]:
     return sizes
 
 
+def failing_ingest(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+    """A child that fails with a long error in a script JSON escapes (six bytes a character)."""
+    if False:  # a generator, like every orchestrator
+        yield None
+    raise RuntimeError("échec " * 60)
+
+
+def test_the_failures_a_backfill_carries_stay_bounded_in_bytes_however_long_their_errors() -> None:
+    count = 300
+    state = BackfillState(
+        template=IngestState(source="orders", window={}, pipeline_run_id="r"),
+        environment="dev",
+        start="2024-01-01T00:00:00Z",
+        end="2024-01-13T12:00:00Z",
+        every="PT1H",
+        count=count,
+        max_parallel=4,
+        manifest="dev/orders/_backfill/b3",
+    )
+    store = JournalStore(None)
+    saves, inputs = store.save, []
+
+    def save(instance: Instance) -> None:
+        inputs.extend(len(e["Input"]) for e in instance.history if e["EventType"] == EXECUTION_STARTED)
+        saves(instance)
+
+    store.save = save  # type: ignore[method-assign]
+    engine = Engine(
+        {INGEST_ORCHESTRATOR: failing_ingest, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
+        {RECORD_BACKFILL: lambda payload: {"path": payload["path"]}},
+        store,
+    )
+    instance = engine.run(BACKFILL_ORCHESTRATOR, "b3", state.model_dump())
+    assert instance.runtime_status == "Failed"
+    assert str(instance.output).startswith(f"{count} of {count} windows failed; first: ")
+    assert max(inputs) < 32_000, "an execution's input past Durable's 32 KB"
+    assert len(json.dumps(instance.custom_status)) < 16_000
+
+
 def test_a_failed_backfill_in_mode_replace_says_a_rerun_lands_every_window_again() -> None:
     template = IngestState(source="orders", window={}, pipeline_run_id="r", mode="replace")
     state = BackfillState(

@@ -35,7 +35,7 @@ from shared.gateway.retry import RetryAfterOrJitter, parse_retry_after, retryabl
 from shared.gateway.send import send, with_query
 from shared.gateway.walk import PageWalk
 from shared.observability import otel, tracing
-from shared.observability.redaction import redact
+from shared.observability.redaction import holds_secret, redact
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,14 @@ class GatewayClient:
             raise self._bad_page(str(exc), number, request_id) from None
         if next_cursor is not None and self._source.pagination.type in _URL_CURSORS:
             self._check_origin(next_cursor, number, request_id)
+        if next_cursor is not None and holds_secret(next_cursor):
+            # A cursor is kept as it is (checkpoints, durable history): redacted, it would lead nowhere.
+            raise self._bad_page(
+                "the API's next cursor holds a secret this process sends (a key or token); refusing "
+                "to keep it in checkpoints and durable history",
+                number,
+                request_id,
+            )
         log.info(
             "page %d of %s: %d records, request id %s, apigw id %s (run %s, instance %s)",
             number,

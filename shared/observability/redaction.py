@@ -186,6 +186,11 @@ def scrubber() -> Scrubber:
     return _scrubber
 
 
+def holds_secret(text: str) -> bool:
+    """Whether `text` holds a registered secret in any of its forms (shapes alone do not count)."""
+    return _scrubber.scrub(text) != text
+
+
 def redact_data(value: Any) -> Any:
     """A JSON-shaped value with every string in it redacted, keys included.
 

@@ -280,3 +280,11 @@ def test_a_key_written_twice_that_is_a_secret_is_not_quoted_in_part() -> None:
     with pytest.raises(PageFormatError, match="twice") as failed:
         _hostile(200, body).fetch(None, 1)
     assert not _leaks(str(failed.value))
+
+
+def test_a_next_cursor_quoting_a_secret_is_refused_not_kept_in_checkpoints() -> None:
+    body = f'{{"items":[{{"id":"a"}}],"next_token":"page2-{HELD}"}}'.encode()
+    with pytest.raises(PageFormatError, match="next cursor holds a secret") as failed:
+        _hostile(200, body).fetch(None, 1)
+    assert not _leaks(str(failed.value))
+    assert _hostile(200, b'{"items":[{"id":"a"}],"next_token":"page2"}').fetch(None, 1).next_cursor == "page2"

@@ -6,6 +6,7 @@ import json
 import signal
 from collections import Counter
 from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from shared.ingest.requests import BackfillRequest
 from shared.ingest.start import prepare_backfill
 from shared.landing.verify import read_records
 from shared.runtime import current
+from shared.timestamps import isoformat
 
 from fixtures import App
 
@@ -151,6 +153,32 @@ def largest(instances: list[Instance]) -> dict[str, int]:
     return sizes
 
 
+def hourly(name: str, count: int, *, mode: str = "skip-if-complete", max_parallel: int = 4) -> BackfillState:
+    """A backfill of `count` hourly windows from 2024-01-01, its manifest under _backfill/`name`."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return BackfillState(
+        template=IngestState(source="orders", window={}, pipeline_run_id="r", mode=mode),
+        environment="dev",
+        start=isoformat(start),
+        end=isoformat(start + timedelta(hours=count)),
+        every="PT1H",
+        count=count,
+        max_parallel=max_parallel,
+        manifest=f"dev/orders/_backfill/{name}",
+    )
+
+
+def with_fake_children(
+    child: Any, store: JournalStore, record: Any = lambda payload: {"path": payload["path"]}
+) -> Engine:
+    """The real backfill orchestrator over `child` as each window's ingest; record_backfill faked."""
+    return Engine(
+        {INGEST_ORCHESTRATOR: child, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
+        {RECORD_BACKFILL: record},
+        store,
+    )
+
+
 def failing_ingest(context: Any) -> Generator[Any, Any, dict[str, Any]]:
     """A child that fails with a long error in a script JSON escapes (six bytes a character)."""
     if False:  # a generator, like every orchestrator
@@ -160,16 +188,7 @@ def failing_ingest(context: Any) -> Generator[Any, Any, dict[str, Any]]:
 
 def test_the_failures_a_backfill_carries_stay_bounded_in_bytes_however_long_their_errors() -> None:
     count = 300
-    state = BackfillState(
-        template=IngestState(source="orders", window={}, pipeline_run_id="r"),
-        environment="dev",
-        start="2024-01-01T00:00:00Z",
-        end="2024-01-13T12:00:00Z",
-        every="PT1H",
-        count=count,
-        max_parallel=4,
-        manifest="dev/orders/_backfill/b3",
-    )
+    state = hourly("b3", count)
     store = JournalStore(None)
     saves, inputs = store.save, []
 
@@ -178,12 +197,7 @@ def test_the_failures_a_backfill_carries_stay_bounded_in_bytes_however_long_thei
         saves(instance)
 
     store.save = save  # type: ignore[method-assign]
-    engine = Engine(
-        {INGEST_ORCHESTRATOR: failing_ingest, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
-        {RECORD_BACKFILL: lambda payload: {"path": payload["path"]}},
-        store,
-    )
-    instance = engine.run(BACKFILL_ORCHESTRATOR, "b3", state.model_dump())
+    instance = with_fake_children(failing_ingest, store).run(BACKFILL_ORCHESTRATOR, "b3", state.model_dump())
     assert instance.runtime_status == "Failed"
     assert str(instance.output).startswith(f"{count} of {count} windows failed; first: ")
     assert max(inputs) < 32_000, "an execution's input past Durable's 32 KB"
@@ -191,22 +205,8 @@ def test_the_failures_a_backfill_carries_stay_bounded_in_bytes_however_long_thei
 
 
 def test_a_failed_backfill_in_mode_replace_says_a_rerun_lands_every_window_again() -> None:
-    template = IngestState(source="orders", window={}, pipeline_run_id="r", mode="replace")
-    state = BackfillState(
-        template=template,
-        environment="dev",
-        start="2024-01-01T00:00:00Z",
-        end="2024-01-01T05:00:00Z",  # hour 3 fails (fake_ingest)
-        every="PT1H",
-        count=5,
-        max_parallel=2,
-        manifest="dev/orders/_backfill/b2",
-    )
-    engine = Engine(
-        {INGEST_ORCHESTRATOR: fake_ingest, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
-        {RECORD_BACKFILL: lambda payload: {"path": payload["path"]}},
-        JournalStore(None),
-    )
+    state = hourly("b2", 5, mode="replace", max_parallel=2)  # hour 3 fails (fake_ingest)
+    engine = with_fake_children(fake_ingest, JournalStore(None))
     instance = engine.run(BACKFILL_ORCHESTRATOR, "b2", state.model_dump())
     assert instance.runtime_status == "Failed"
     assert str(instance.output).startswith("1 of 5 windows failed; first: 2024-01-01T03:00:00Z")
@@ -215,17 +215,7 @@ def test_a_failed_backfill_in_mode_replace_says_a_rerun_lands_every_window_again
 
 def test_a_backfill_of_thousands_of_windows_stays_bounded_and_records_each_window_once() -> None:
     count = 2000  # 83 days of hours: 40 batches of 50
-    template = IngestState(source="orders", window={}, pipeline_run_id="r")
-    state = BackfillState(
-        template=template,
-        environment="dev",
-        start="2024-01-01T00:00:00Z",
-        end="2024-03-24T08:00:00Z",
-        every="PT1H",
-        count=count,
-        max_parallel=4,
-        manifest="dev/orders/_backfill/b1",
-    )
+    state = hourly("b1", count)
     recorded: list[dict[str, Any]] = []
     store = JournalStore(None)
     saves = store.save
@@ -242,12 +232,9 @@ def test_a_backfill_of_thousands_of_windows_stays_bounded_and_records_each_windo
         recorded.append(payload)
         return {"path": payload["path"]}
 
-    engine = Engine(
-        {INGEST_ORCHESTRATOR: fake_ingest, BACKFILL_ORCHESTRATOR: backfill_orchestrator},
-        {RECORD_BACKFILL: record},
-        store,
+    instance = with_fake_children(fake_ingest, store, record).run(
+        BACKFILL_ORCHESTRATOR, "b1", state.model_dump()
     )
-    instance = engine.run(BACKFILL_ORCHESTRATOR, "b1", state.model_dump())
     assert instance.runtime_status == "Failed"
     failed = [w for batch in recorded for w in batch["windows"] if w["status"] == "failed"]
     assert str(instance.output).startswith(f"{len(failed)} of 2000 windows failed; first: ")

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, quote_plus
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -93,6 +93,10 @@ class GatewayServer(LocalServer):
         #: Hostile mode: the data moves under the walker; every served record carries the number
         #: of the request that served it, so two walks of one window never land the same bytes.
         self.moving_data = False
+        #: Which request id headers answers carry: "rest" (REST APIs: x-amzn-RequestId and
+        #: x-amz-apigw-id), "http_api" (HTTP APIs: apigw-requestid only) or "none" (a backend or
+        #: proxy that sends neither).
+        self.request_ids: RequestIds = "rest"
         self._served_requests = 0
         self._iam = IamVerifier(self.credentials, region)
         self._api_keys = ApiKeys(api_keys)
@@ -156,6 +160,7 @@ class GatewayServer(LocalServer):
         self.echo_credentials = False
         self.token_cycle = 0
         self.moving_data = False
+        self.request_ids = "rest"
 
     # -- observations --------------------------------------------------------------------
 
@@ -229,7 +234,7 @@ class GatewayServer(LocalServer):
                 response = self._serve(request, exchange)
             except ApiGatewayError as error:
                 response = (_echoing(error, request) if self.echo_credentials else error).to_response()
-            response.headers += [("x-amzn-RequestId", exchange.request_id), ("x-amz-apigw-id", _apigw_id())]
+            response.headers += _id_headers(self.request_ids, exchange.request_id)
             self._log.append(_record(request, response, exchange, started, wall))
             return response
 
@@ -347,6 +352,17 @@ def _pad(items: list[dict[str, Any]], size_bytes: int) -> None:
         per_item = math.ceil(size_bytes / len(items))
         for item in items:
             item["padding"] = "x" * per_item
+
+
+RequestIds = Literal["rest", "http_api", "none"]
+
+
+def _id_headers(kind: RequestIds, request_id: str) -> list[tuple[str, str]]:
+    if kind == "rest":
+        return [("x-amzn-RequestId", request_id), ("x-amz-apigw-id", _apigw_id())]
+    if kind == "http_api":
+        return [("apigw-requestid", _apigw_id())]
+    return []
 
 
 def _apigw_id() -> str:

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUS = {429, 502, 503, 504}
 _URL_CURSORS = ("next_url", "link_header")
-_REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-apigw-id")
+# REST APIs send both x-amzn-RequestId and x-amz-apigw-id; HTTP APIs only apigw-requestid.
+_REQUEST_ID_HEADERS = ("x-amzn-requestid", "apigw-requestid", "x-amz-apigw-id")
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,10 @@ class PartInfo(BaseModel):
     bytes: int
     uncompressed_bytes: int
     sha256: str
-    first_request_id: str | None
-    last_request_id: str | None
+    #: None when the API sends no request id: a checkpoint leaves None out (exclude_none), so
+    #: these need their default to be read back.
+    first_request_id: str | None = None
+    last_request_id: str | None = None
     started_at: str
     finished_at: str
     #: Column -> type for formats that carry a schema (Parquet); None for JSON Lines.

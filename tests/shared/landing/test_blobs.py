@@ -178,6 +178,25 @@ def test_a_failed_run_resumes_from_what_was_landed(app: App) -> None:
     assert resumed.output["records"] == 3600 and len(resumed.output["parts"]) == 4
 
 
+@pytest.mark.parametrize("ids", ["http_api", "none"])
+def test_a_window_lands_and_resumes_whatever_request_ids_the_api_sends(app: App, ids: str) -> None:
+    """HTTP APIs send apigw-requestid only; a proxy may send none: parts whose checkpoint holds no
+    request id are read back all the same (a run that cannot read them never publishes)."""
+    gateway = app.stack.cloud.gateway
+    gateway.request_ids = ids  # type: ignore[assignment]
+    gateway.inject(Fault("status", status=404, page=25), times=1)
+    assert app.ingest().runtime_status == "Failed"
+    gateway.reset_observations()
+    resumed = app.ingest()
+    assert resumed.runtime_status == "Completed", resumed.output
+    assert gateway.count(status=200) == 16, "went on from the landed parts' checkpoints"
+    assert set(ids_in(app)) == gateway.expected_ids("/dev/orders", *HOUR) and max(ids_in(app).values()) == 1
+    manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert manifest is not None
+    request_ids = [part.get("first_request_id") for part in manifest["parts"]]
+    assert all(request_ids) if ids == "http_api" else not any(request_ids), request_ids
+
+
 def test_a_rerun_goes_on_only_from_parts_that_chain(app: App) -> None:
     """An activity's first attempt cut its parts small (the pages were bigger then) and failed; its
     retry cut them anew and failed sooner, so the first attempt's later parts are still there. The

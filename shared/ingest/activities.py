@@ -311,8 +311,13 @@ def finalize(payload: dict[str, Any]) -> dict[str, Any]:
             etag=None if state.dry_run else state.manifest_etag,
             new=not state.dry_run and state.manifest_etag is None,
         )
-    except LandingError:
-        raise _lost(landing, prefix, state, landing.read_json(f"{prefix}/{MANIFEST}")) from None
+    except LandingError as exc:
+        if exc.retryable:  # storage failed and decided nothing: the activity's retry reads what is there
+            raise
+        current_manifest = landing.read_json(f"{prefix}/{MANIFEST}")
+        # A lost condition can be our own write: its answer lost, the storage SDK's retry met it.
+        if current_manifest is None or not _published_by_me(current_manifest, state, job.instance_id):
+            raise _lost(landing, prefix, state, current_manifest) from None
     landing.write_success(prefix, {"manifest": MANIFEST, "records": totals["records"]})
     # Only now, with readers switched: generations replaced longer ago than the grace go.
     _remove_unlisted_parts(landing, prefix, state, [entry["folder"] for entry in kept])

@@ -12,8 +12,10 @@ import pytest
 from localcloud import Fault
 from localcloud.stack import orders_source
 from shared import runtime
+from shared.errors import LandingError
 from shared.ingest.activities import finalize, plan_window
 from shared.ingest.payloads import FinalizeInput, IngestState
+from shared.landing.blobs import Landing
 from shared.landing.verify import read_records, verify_window
 
 from fixtures import HOUR, App
@@ -195,6 +197,41 @@ def test_a_window_lands_and_resumes_whatever_request_ids_the_api_sends(app: App,
     assert manifest is not None
     request_ids = [part.get("first_request_id") for part in manifest["parts"]]
     assert all(request_ids) if ids == "http_api" else not any(request_ids), request_ids
+
+
+def _manifest_write_answered(monkeypatch: pytest.MonkeyPatch, *, lands: bool, error: LandingError) -> None:
+    """The next manifest write raises `error`, as the storage SDK does when its own retry of a
+    write whose answer was lost meets that write (412), or when storage keeps failing (5xx);
+    with `lands`, the write itself went through first."""
+    write = Landing.write_json
+    answered: list[str] = []
+
+    def write_json(self: Landing, path: str, document: dict[str, Any], **kw: Any) -> str:
+        if not path.endswith("/_manifest.json") or answered:
+            return write(self, path, document, **kw)
+        answered.append(path)
+        if lands:
+            write(self, path, document, **kw)
+        raise error
+
+    monkeypatch.setattr(Landing, "write_json", write_json)
+
+
+@pytest.mark.parametrize(
+    "lands", [True, False], ids=["answer lost, retry met it (412)", "storage failing (5xx)"]
+)
+def test_a_manifest_write_that_errs_never_costs_the_parts_it_lists(
+    app: App, monkeypatch: pytest.MonkeyPatch, lands: bool
+) -> None:
+    lost = LandingError(f"{PREFIX}/_manifest.json was changed by another writer meanwhile", retryable=False)
+    failing = LandingError("could not write _manifest.json: 503 Server Busy")
+    _manifest_write_answered(monkeypatch, lands=lands, error=lost if lands else failing)
+    instance = app.ingest()
+    assert instance.runtime_status == "Completed", instance.output
+    assert app.landing.exists(f"{PREFIX}/_SUCCESS")
+    assert verify_window(app.landing, PREFIX).ok, "every part the manifest lists is there"
+    ids = ids_in(app)
+    assert set(ids) == app.stack.cloud.gateway.expected_ids("/dev/orders", *HOUR) and max(ids.values()) == 1
 
 
 def test_a_rerun_goes_on_only_from_parts_that_chain(app: App) -> None:

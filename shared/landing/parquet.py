@@ -144,6 +144,13 @@ class ParquetEncoder:
 
     def finish(self) -> None:
         """Write the file: row groups of the spooled pages cast to the part's final schema."""
+        if self._pages and not self._schema:
+            # A Parquet file without a column holds no rows: those records would be lost, not landed.
+            raise LandingError(
+                "every record of this part is an empty object ({}), which Parquet cannot hold without "
+                'a column (use output.format = "jsonl.gz")',
+                retryable=False,
+            )
         schema = pa.schema(
             [
                 pa.field(name, _ARROW[kind], metadata={"json": "true"} if kind == JSON else None)
@@ -234,6 +241,8 @@ def _batch(records: list[Any], where: str) -> tuple[pa.RecordBatch, dict[str, st
         kind, array = _column(field, values, where)
         kinds[field] = kind
         arrays.append(array)
+    if not fields:  # only empty objects: no column, but as many rows (from_arrays would make none)
+        return pa.RecordBatch.from_struct_array(pa.array([{}] * len(records), pa.struct([]))), kinds
     return pa.RecordBatch.from_arrays(arrays, names=list(fields)), kinds
 
 

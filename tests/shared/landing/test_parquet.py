@@ -187,6 +187,18 @@ def test_promotable_drift_nulls_and_nested_values_follow_the_policy() -> None:
     ]
 
 
+def test_empty_objects_land_as_rows_of_nulls_not_dropped() -> None:
+    file, schema = encode([{"n": 1}], [{}, {}], [{"n": 2}, {}])
+    assert schema == {"n": "int64"}
+    assert file.read().to_pylist() == [{"n": 1}, {"n": None}, {"n": None}, {"n": 2}, {"n": None}]
+
+
+def test_a_part_of_empty_objects_only_fails_instead_of_landing_no_rows() -> None:
+    with pytest.raises(LandingError, match=r"empty object.*use output.format") as raised:
+        encode([{}, {}], [{}])
+    assert raised.value.retryable is False
+
+
 def test_non_promotable_drift_fails_naming_the_field_and_both_pages() -> None:
     with pytest.raises(LandingError) as raised:
         encode([{"n": 1}], [{"n": None}], [{"n": "one"}])

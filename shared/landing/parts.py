@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.errors import LandingError
 from shared.landing.jsonl import JsonlEncoder
 from shared.landing.storage import storage_errors
 from shared.timestamps import utc_now_precise
@@ -28,6 +29,8 @@ BLOCK_SIZE = 4 * 1024 * 1024
 #: Azure allows 8 KiB of metadata per blob; the lineage keys and the checkpoint's cursor need
 #: their share. A part's columns beyond this stay in its file only (Parquet footer).
 CHECKPOINT_BUDGET = 6 * 1024
+#: Azure's limit on a blob's metadata, names and values together.
+METADATA_LIMIT = 8 * 1024
 
 Format = Literal["jsonl.gz", "parquet"]
 
@@ -212,6 +215,15 @@ class PartWriter:
             narrow = info.model_copy(update={"columns": None})
             encoded = checkpoint.model_copy(update={"part": narrow}).encode()
         metadata = {**self._metadata, "checkpoint": encoded}
+        size = sum(len(key) + len(value) for key, value in metadata.items())
+        if size > METADATA_LIMIT:
+            # Storage would refuse the commit (400) on every attempt; say what makes it so long.
+            raise LandingError(
+                f"{self.name}: its checkpoint would be {size} bytes of blob metadata, over Azure's "
+                f"{METADATA_LIMIT}; the API's next cursor is {len(checkpoint.next_cursor or '')} "
+                "characters, too long to checkpoint a part with",
+                retryable=False,
+            )
         settings = ContentSettings(content_type=self._encoder.content_type)
         with storage_errors(f"commit {self._blob.blob_name}"):
             if whole is not None:

@@ -149,3 +149,20 @@ def test_records_whose_text_the_page_kept_land_as_those_bytes() -> None:
     assert blob.put is not None
     assert gzip.decompress(blob.put) == b"\n".join(texts) + b"\n" + encode_lines(records)
     assert info.records == 4 and info.uncompressed_bytes == len(gzip.decompress(blob.put))
+
+
+def test_a_checkpoint_over_azures_8_kib_of_metadata_fails_naming_the_cursor_not_each_retry() -> None:
+    container = FakeContainer()
+    with writer_for(container) as writer:
+        writer.write(pages(1)[0], "req-1", page=1)
+        writer.commit(Checkpoint(window={"from": "a", "to": "b"}, next_cursor="c" * 4000))  # 5.5 KB: fits
+    assert container.blobs["dev/orders/part-00000.jsonl.gz"].calls == ["upload_blob"]  # one page: put whole
+    container = FakeContainer()
+    with (
+        pytest.raises(LandingError, match="next cursor is 7000 characters") as refused,
+        writer_for(container) as writer,
+    ):
+        writer.write(pages(1)[0], "req-1", page=1)
+        writer.commit(Checkpoint(window={"from": "a", "to": "b"}, next_cursor="c" * 7000))
+    assert refused.value.retryable is False and "8192" in str(refused.value)
+    assert container.blobs["dev/orders/part-00000.jsonl.gz"].calls == [], "nothing sent to be refused"

@@ -74,10 +74,29 @@ def verify_window(landing: Landing, prefix: str) -> Verification:
             report.problems.append(f"{part['name']} holds {records} records, manifest says {part['records']}")
         report.parts += 1
         report.records += records
-    if report.records != manifest["totals"]["records"]:
+    totals = manifest["totals"]
+    if report.records != totals["records"]:
         report.problems.append(
-            f"parts hold {report.records} records, manifest totals say {manifest['totals']['records']}"
+            f"parts hold {report.records} records, manifest totals say {totals['records']}"
         )
+    if totals.get("parts") != len(manifest["parts"]):
+        report.problems.append(
+            f"the manifest lists {len(manifest['parts'])} parts, its totals say {totals.get('parts')}"
+        )
+    listed_bytes = sum(part["bytes"] for part in manifest["parts"])
+    if totals.get("bytes") != listed_bytes:
+        report.problems.append(
+            f"the manifest's parts are {listed_bytes} bytes, its totals say {totals.get('bytes')}"
+        )
+    # The marker downstream steps read first: it must describe this manifest.
+    if report.complete:
+        try:
+            marker = json.loads(landing.read_bytes(f"{prefix}/{SUCCESS}"))
+        except ValueError:
+            marker = None
+        marked = marker.get("records") if isinstance(marker, dict) else "no readable"
+        if marked != totals["records"]:
+            report.problems.append(f"{SUCCESS} says {marked} records, the manifest {totals['records']}")
     return report
 
 

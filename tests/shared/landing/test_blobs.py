@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import Counter
 from typing import Any
@@ -274,6 +275,33 @@ def test_verify_command_recomputes_and_reports_tampering(app: App) -> None:
     result = app.cli("verify", *args)
     assert result.returncode == 1
     assert "part-00001.jsonl.gz sha256" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        ("totals.parts", "the manifest lists 4 parts, its totals say 5"),
+        ("totals.bytes", "its totals say 1"),
+        ("_SUCCESS records", "_SUCCESS says 3599 records, the manifest 3600"),
+        ("_SUCCESS text", "_SUCCESS says no readable records"),
+    ],
+)
+def test_verify_reports_totals_and_a_success_marker_that_do_not_describe_the_parts(
+    app: App, tamper: str, problem: str
+) -> None:
+    assert app.ingest().runtime_status == "Completed"
+    assert verify_window(app.landing, PREFIX).ok
+    manifest = app.landing.read_json(f"{PREFIX}/_manifest.json")
+    assert manifest is not None and len(manifest["parts"]) == 4
+    blob = app.landing._container.get_blob_client
+    if tamper.startswith("totals."):
+        manifest["totals"][tamper.split(".")[1]] = 5 if tamper == "totals.parts" else 1
+        blob(f"{PREFIX}/_manifest.json").upload_blob(json.dumps(manifest).encode(), overwrite=True)
+    else:
+        marker = b'{"manifest": "_manifest.json", "records": 3599}' if "records" in tamper else b"done"
+        blob(f"{PREFIX}/_SUCCESS").upload_blob(marker, overwrite=True)
+    report = verify_window(app.landing, PREFIX)
+    assert not report.ok and any(problem in p for p in report.problems), report.problems
 
 
 def test_missing_container_is_a_clear_error_unless_creation_is_allowed(app: App) -> None:

@@ -126,9 +126,7 @@ def window_at(start: datetime, every: Every | timedelta, index: int, end: dateti
     step = parse_every(every)
     if index < 0 or _reaches(start, step, index, end):
         return None
-    begin = step.boundary(start, index)
-    finish = end if _reaches(start, step, index + 1, end) else step.boundary(start, index + 1)
-    return Window(begin, finish)
+    return Window(step.boundary(start, index), _edge(start, step, index + 1, end))
 
 
 # Month lengths (leap years included) repeat every 400 years: 4,800 months.
@@ -148,13 +146,18 @@ def longest_window(start: datetime, every: Every | timedelta, end: datetime) -> 
     longest: Window | None = None
     begin = start
     for index in range(1, _CALENDAR_MONTHS // math.gcd(step.months, _CALENDAR_MONTHS) + 1):
-        finish = end if _reaches(start, step, index, end) else step.boundary(start, index)
+        finish = _edge(start, step, index, end)
         if longest is None or finish - begin > longest.span:
             longest = Window(begin, finish)
         if finish == end:
             break
         begin = finish
     return longest
+
+
+def _edge(start: datetime, step: Every, index: int, end: datetime) -> datetime:
+    """Where window `index` - 1 ends and window `index` begins: boundary `index`, or `end`."""
+    return end if _reaches(start, step, index, end) else step.boundary(start, index)
 
 
 def _reaches(start: datetime, step: Every, index: int, end: datetime) -> bool:

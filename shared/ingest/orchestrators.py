@@ -250,12 +250,12 @@ def _count(state: BackfillState, outcome: dict[str, Any]) -> None:
     state.counts.add(outcome["status"], int(outcome.get("records") or 0))
     if outcome["status"] == "failed" and len(state.failures) < MAX_LISTED_FAILURES:
         failure = BackfillFailure(index=outcome["index"], window=outcome["window"], error=outcome["error"])
-        size = _json_size  # as the SDK serialises the state: ASCII-escaped
-        if sum(map(size, state.failures)) + size(failure) <= MAX_LISTED_FAILURE_BYTES:
+        if sum(map(_json_size, state.failures)) + _json_size(failure) <= MAX_LISTED_FAILURE_BYTES:
             state.failures.append(failure)
 
 
 def _json_size(failure: BackfillFailure) -> int:
+    """As the SDK serialises the state: ASCII-escaped."""
     return len(json.dumps(failure.model_dump()))
 
 
